@@ -1,0 +1,3 @@
+from pixquery.cli import main
+
+main()

@@ -1,0 +1,250 @@
+"""The facade users import: `Library.open(path)`, `.index(folder)`, `.search(...)`, `.info()`.
+
+The CLI, the HTTP API and the web page call this and nothing deeper.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pixquery.errors import IndexFormatError, PixqueryError, QueryError
+from pixquery.indexing import EmbedReport, Indexer, ProgressFn, SyncReport, reconcile
+from pixquery.models.base import Encoder
+from pixquery.models.registry import load_encoder
+from pixquery.query.engine import Hit, SearchContext, execute, hits_from
+from pixquery.query.spec import QuerySpec
+from pixquery.store import open_store
+from pixquery.store.base import VectorStore
+from pixquery.store.catalog import Catalog
+from pixquery.store.config import CONFIG_FILE, IndexConfig
+from pixquery.store.lock import IndexLock
+
+CATALOG_FILE = "catalog.sqlite"
+VECTORS_DIR = "vectors"
+
+
+def default_index_dir() -> Path:
+    """`$PIXQUERY_INDEX`, else the platform's user data dir (e.g. ~/.local/share/pixquery/index)."""
+    env = os.environ.get("PIXQUERY_INDEX")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("pixquery")) / "index"
+
+
+@dataclass
+class IndexReport:
+    """What one `Library.index` call did."""
+
+    sync: SyncReport
+    embed: EmbedReport
+    reconciled: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "new": self.sync.new,
+            "changed": self.sync.changed,
+            "moved": self.sync.moved,
+            "deleted": self.sync.deleted,
+            "unchanged": self.sync.unchanged,
+            "embedded": self.embed.embedded,
+            "failed": self.embed.failed,
+            "seconds": round(self.embed.seconds, 3),
+            "images_per_s": round(self.embed.images_per_s, 2),
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.sync.skipped],
+            "reconciled": self.reconciled,
+        }
+
+
+class Library:
+    """An index of images on disk. Open it, index folders into it, search it."""
+
+    def __init__(self, path: Path, model: str | None, store_kind: str, encoder: Encoder | None = None) -> None:
+        self.path = Path(path)
+        self._requested_model = model
+        self._store_kind = store_kind
+        self._encoder = encoder
+        self._store: VectorStore | None = None
+        self.config: IndexConfig | None = None
+        if (self.path / CONFIG_FILE).exists():
+            self.config = IndexConfig.load(self.path)
+            self.config.check_model(model, self.path)
+        self.catalog: Catalog | None = (
+            Catalog(self.path / CATALOG_FILE) if (self.path / CATALOG_FILE).exists() else None
+        )
+
+    # --- opening ------------------------------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        path: str | Path | None = None,
+        model: str | None = None,
+        store: str = "flat",
+        encoder: Encoder | None = None,
+    ) -> Library:
+        """Open the index at `path` (created on first `index()`).
+
+        `model` is required to create an index (default: `$PIXQUERY_MODEL`); opening an existing index with another
+        model raises `ModelMismatchError`. `encoder` lets a program pass an already-loaded encoder.
+        """
+        path = Path(path).expanduser() if path is not None else default_index_dir()
+        if path.exists() and not path.is_dir():
+            raise IndexFormatError(f"{path} is a file, not an index directory")
+        model = model or (encoder.name if encoder is not None else None)
+        return cls(path, model, store, encoder)
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        if self.catalog is not None:
+            self.catalog.close()
+            self.catalog = None
+
+    @property
+    def exists(self) -> bool:
+        return self.config is not None
+
+    @property
+    def model(self) -> str:
+        if self.config is not None:
+            return self.config.model
+        model = self._requested_model or os.environ.get("PIXQUERY_MODEL")
+        if not model:
+            raise PixqueryError("no model chosen for a new index: pass --model (e.g. --model mini or --model conse)")
+        return model
+
+    @property
+    def encoder(self) -> Encoder:
+        """The model, loaded on first use (a search that needs no model never pays for loading it)."""
+        if self._encoder is None:
+            self._encoder = load_encoder(self.model)
+        return self._encoder
+
+    def _require_index(self) -> IndexConfig:
+        if self.config is None or self.catalog is None:
+            raise IndexFormatError(
+                f"no index at {self.path}: create one with `pixquery index FOLDER --index {self.path}`"
+            )
+        return self.config
+
+    @property
+    def store(self) -> VectorStore:
+        """A read-only view of the vectors (it follows what an indexer commits)."""
+        config = self._require_index()
+        if self._store is None:
+            self._store = open_store(config.store, self.path / VECTORS_DIR, config.dim, readonly=True)
+        return self._store
+
+    # --- indexing -----------------------------------------------------------------------------------------
+    def index(
+        self,
+        paths: Sequence[str | Path],
+        include: Iterable[str] = (),
+        exclude: Iterable[str] = (),
+        hidden: bool = False,
+        batch_size: int = 32,
+        workers: int | None = None,
+        max_megapixels: float | None = 100.0,
+        progress: ProgressFn | None = None,
+    ) -> IndexReport:
+        """Index (or update) the images under `paths`: incremental, resumable, one writer at a time."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with IndexLock(self.path):
+            if self.config is None:
+                self.config = IndexConfig(model=self.model, dim=int(self.encoder.dim), store=self._store_kind)
+                self.config.save(self.path)
+            if self.catalog is None:
+                self.catalog = Catalog(self.path / CATALOG_FILE)
+            writer_store = open_store(self.config.store, self.path / VECTORS_DIR, self.config.dim)
+            try:
+                reconciled = reconcile(self.catalog, writer_store)
+                indexer = Indexer(
+                    self.catalog,
+                    writer_store,
+                    lambda: self.encoder,
+                    batch_size=batch_size,
+                    workers=workers,
+                    max_megapixels=max_megapixels,
+                    progress=progress,
+                )
+                sync = indexer.sync(paths, include=include, exclude=exclude, hidden=hidden)
+                self.catalog.set_meta(
+                    "last_skipped", json.dumps([{"path": s.path, "reason": s.reason} for s in sync.skipped])
+                )
+                embed = indexer.embed_pending()
+                self.catalog.set_meta("last_indexed_at", str(time.time()))
+            finally:
+                writer_store.close()
+        return IndexReport(sync, embed, reconciled)
+
+    # --- searching ----------------------------------------------------------------------------------------
+    def context(self) -> SearchContext:
+        self._require_index()
+        assert self.catalog is not None
+        return SearchContext(self.encoder, self.store, self.catalog)
+
+    def search(
+        self,
+        text: str | None = None,
+        images: Sequence[str | Path] | None = None,
+        k: int = 20,
+        spec: QuerySpec | None = None,
+    ) -> list[Hit]:
+        """Search by text, by example images, or both (their vectors are summed); or run a full `QuerySpec`."""
+        if spec is None:
+            spec = QuerySpec.simple(text, [str(p) for p in images or []], k=k)
+        return execute(spec, self.context())
+
+    def search_batch(self, texts: Sequence[str], k: int = 20) -> list[list[Hit]]:
+        """Many text queries at once: one text-encoder batch and one matrix product."""
+        if not texts or any(not t.strip() for t in texts):
+            raise QueryError("search_batch needs non-empty texts")
+        ctx = self.context()
+        scores, ids = ctx.store.search(ctx.encoder.encode_texts(list(texts)), k)
+        return [hits_from(s, i, ctx.catalog) for s, i in zip(scores, ids, strict=True)]
+
+    # --- reporting ----------------------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        """Model, counts, skipped files with reasons, size on disk."""
+        config = self._require_index()
+        assert self.catalog is not None
+        counts = self.catalog.counts()
+        size = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        last = self.catalog.get_meta("last_indexed_at")
+        return {
+            "index": str(self.path),
+            "model": config.model,
+            "dim": config.dim,
+            "store": config.store,
+            "format_version": config.format_version,
+            "files": sum(counts.values()),
+            "indexed": counts["indexed"],
+            "pending": counts["pending"],
+            "errors": [{"path": r.path, "reason": r.error} for r in self.catalog.errors()],
+            "skipped": json.loads(self.catalog.get_meta("last_skipped") or "[]"),
+            "vectors": self.store.count(),
+            "size_bytes": size,
+            "last_indexed_at": float(last) if last else None,
+        }
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(catalog ids, vectors) of everything indexed, for organising tasks."""
+        ids = self.store.ids()
+        return ids, self.store.get(ids)
+

@@ -1,0 +1,185 @@
+"""The `pixquery` command line: typer commands mirroring the `Library` facade.
+
+Heavy modules are imported inside the commands, so `pixquery search` pays only for what a query needs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pixquery.errors import PixqueryError
+
+app = typer.Typer(
+    name="pixquery",
+    help=(
+        "Zero-shot image search: index a folder of images, then find what you mean by text, by example image, "
+        "or by an image plus a change (\"this, but red\"). No training, no labels.\n\n"
+        "Start with `pixquery demo` (offline), then `pixquery index ~/Pictures --model MODEL` and "
+        "`pixquery search \"a dog on a beach\"`."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+IndexOpt = Annotated[
+    Path | None,
+    typer.Option("--index", "-i", help="Index directory (default: $PIXQUERY_INDEX or the user data dir).",
+                 envvar="PIXQUERY_INDEX", show_default=False),
+]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", envvar="PIXQUERY_MODEL", show_default=False,
+                 help="Model spec: mini, conse, onnx:DIR, immich:NAME, random:ARCH, open_clip:ARCH/TAG, "
+                      "or a Hugging Face id. Needed to create an index; an existing index remembers its model."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    _console().print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def _open(index: Path | None, model: str | None = None):
+    from pixquery.api import Library
+
+    return Library.open(index, model=model)
+
+
+@app.command()
+def index(
+    paths: Annotated[list[Path], typer.Argument(help="Folders or files to index (recursively).")],
+    index: IndexOpt = None,
+    model: ModelOpt = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per model call.")] = 32,
+    workers: Annotated[int | None, typer.Option("--workers", "-w", min=1,
+                                                help="Decoding threads (default: cores, at least 2).")] = None,
+    include: Annotated[list[str] | None, typer.Option("--include", help="Only files matching this glob.")] = None,
+    exclude: Annotated[list[str] | None,
+                       typer.Option("--exclude", help="Skip files/folders matching this glob.")] = None,
+    hidden: Annotated[bool, typer.Option("--hidden", help="Also index hidden files and folders.")] = False,
+    max_megapixels: Annotated[float, typer.Option("--max-megapixels",
+                                                  help="Skip larger images (0 disables the limit).")] = 100.0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Index images under PATHS: new and changed files are embedded, moved files followed, deleted ones removed.
+
+    Safe to interrupt: run it again and it resumes where it stopped.
+    """
+    from pixquery.progress import rich_progress
+
+    with _open(index, model) as lib, rich_progress(enabled=not json_out) as progress:
+        report = lib.index(
+            paths, include=include or (), exclude=exclude or (), hidden=hidden, batch_size=batch_size,
+            workers=workers, max_megapixels=max_megapixels or None, progress=progress,
+        )
+        if getattr(lib.encoder, "meaningless", False):
+            _console().print("[bold yellow]warning:[/] random weights: search results are meaningless")
+    data = report.to_dict()
+    if json_out:
+        _print_json(data)
+        return
+    console = _console()
+    console.print(
+        f"[bold]{data['embedded']}[/] embedded ({data['images_per_s']:.1f} images/s), {data['unchanged']} unchanged, "
+        f"{data['moved']} moved, {data['deleted']} removed, {data['failed']} could not be read"
+    )
+    from pixquery.api import Library
+
+    with Library.open(index) as lib:
+        errors = lib.info()["errors"]
+    for item in data["skipped"] + [e for e in errors]:
+        console.print(f"  skipped {item['path']}: {item['reason']}", highlight=False)
+
+
+@app.command()
+def search(
+    text: Annotated[str | None, typer.Argument(help="What to look for, in words.", show_default=False)] = None,
+    image: Annotated[list[Path] | None, typer.Option("--image", "-I", help="An example image (repeatable).")] = None,
+    k: Annotated[int, typer.Option("-k", "--top", min=1, max=10000, help="How many results.")] = 10,
+    index: IndexOpt = None,
+    model: ModelOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Search the index by TEXT, by example --image, or both (their vectors are combined)."""
+    if not text and not image:
+        _fail('give a text, an --image, or both, e.g. pixquery search "a red bicycle"', code=2)
+    with _open(index, model) as lib:
+        hits = lib.search(text=text, images=image or [], k=k)
+    if json_out:
+        _print_json([h.to_dict() for h in hits])
+        return
+    _print_hits(hits)
+
+
+def _print_hits(hits: list) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("id", justify="right")
+    table.add_column("path")
+    for rank, hit in enumerate(hits, 1):
+        table.add_row(str(rank), f"{hit.score:.3f}", str(hit.id), hit.path)
+    Console().print(table if hits else "no results")
+
+
+@app.command()
+def info(index: IndexOpt = None, json_out: JsonOpt = False) -> None:
+    """Show the index: model, counts, files skipped with reasons, size on disk."""
+    with _open(index) as lib:
+        data = lib.info()
+    if json_out:
+        _print_json(data)
+        return
+    console = _console()
+    for key in ("index", "model", "dim", "store", "files", "indexed", "pending", "vectors"):
+        console.print(f"[bold]{key:>8}[/] {data[key]}", highlight=False)
+    console.print(f"[bold]{'size':>8}[/] {data['size_bytes'] / 1e6:.2f} MB")
+    problems = data["errors"] + data["skipped"]
+    if problems:
+        console.print(f"[bold]skipped ({len(problems)}):[/]")
+        for item in problems:
+            console.print(f"  {item['path']}: {item['reason']}", highlight=False)
+
+
+@app.command("export-onnx")
+def export_onnx(
+    spec: Annotated[str, typer.Argument(help="A torch-backed model spec (random:ARCH, a Hugging Face id, ...).")],
+    out_dir: Annotated[Path, typer.Argument(help="Directory to write (immich layout).")],
+) -> None:
+    """Export a model's image and text towers to ONNX in the immich layout, loadable with --model onnx:DIR."""
+    from pixquery.models.export import export_onnx as run_export
+
+    path = run_export(spec, out_dir)
+    _console().print(f"exported {spec} to {path}; use it with --model onnx:{path}")
+
+
+def main() -> None:
+    """Console-script entry point: user errors print one clear line, not a traceback."""
+    try:
+        app()
+    except PixqueryError as exc:
+        _console().print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        _console().print("interrupted; run the same command again to resume")
+        sys.exit(130)

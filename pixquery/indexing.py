@@ -1,0 +1,282 @@
+"""Incremental, resumable indexing: sync the catalog with the disk, then embed what is pending.
+
+Crash safety comes from the order of writes. For every batch the vectors are made durable in the store first,
+and only then does the catalog commit mark the files `indexed`. Before a changed or deleted file's catalog row is
+updated, its old vector is removed from the store. So at any kill point, a vector in the store always belongs to
+its row's current content, and `reconcile` can repair the rest on the next open with nothing embedded twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pixquery.media.decode import ImageDecodeError, open_image_with_metadata
+from pixquery.media.discover import Skipped, discover
+from pixquery.models.base import Encoder
+from pixquery.store.base import VectorStore
+from pixquery.store.catalog import Catalog
+
+HASH_CHUNK = 1 << 20
+
+
+def content_hash(path: str | Path) -> str:
+    """blake2b-128 of the file's bytes (detects moves and real content changes)."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class SyncReport:
+    """What changed on disk since the last run."""
+
+    new: int = 0
+    changed: int = 0
+    moved: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+@dataclass
+class EmbedReport:
+    """What the embedding pass did."""
+
+    embedded: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+
+    @property
+    def images_per_s(self) -> float:
+        return self.embedded / self.seconds if self.seconds > 0 else 0.0
+
+
+ProgressFn = Callable[[str, int, int], None]
+"""progress(stage, done, total): called as work advances."""
+
+
+def _is_under(path: str, roots: Iterable[Path]) -> bool:
+    return any(path == str(r) or path.startswith(str(r).rstrip(os.sep) + os.sep) for r in roots)
+
+
+def reconcile(catalog: Catalog, store: VectorStore) -> dict[str, int]:
+    """Repair any difference between the catalog and the store left by a crash (see the module docstring)."""
+    stored = set(store.ids().tolist())
+    rows = {r.id: r for r in catalog.all_files()}
+    orphans = [i for i in stored if i not in rows]
+    missing = [i for i, r in rows.items() if r.status == "indexed" and i not in stored]
+    adoptable = [i for i, r in rows.items() if r.status == "pending" and i in stored]
+    unwanted = [i for i, r in rows.items() if r.status == "error" and i in stored]
+    drop = orphans + unwanted
+    adopted = 0
+    for file_id in adoptable:
+        # The vector was stored for this row's current content (old vectors are removed before a row changes),
+        # so only the catalog commit was lost: record the metadata instead of embedding again.
+        try:
+            _, meta = open_image_with_metadata(rows[file_id].path, max_megapixels=None, target_size=64)
+            catalog.mark_indexed(file_id, meta)
+            adopted += 1
+        except ImageDecodeError:
+            drop.append(file_id)
+            catalog.mark_pending([file_id])
+    if drop:
+        store.remove(np.array(drop, np.int64))
+        store.flush()
+    catalog.mark_pending(missing)
+    catalog.commit()
+    return {"removed": len(drop), "requeued": len(missing), "adopted": adopted}
+
+
+class Indexer:
+    """Keeps one index in step with folders on disk."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        store: VectorStore,
+        encoder_factory: Callable[[], Encoder],
+        batch_size: int = 32,
+        workers: int | None = None,
+        max_megapixels: float | None = 100.0,
+        progress: ProgressFn | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.store = store
+        self._encoder_factory = encoder_factory
+        self.batch_size = max(1, int(batch_size))
+        self.workers = workers or max(2, min(8, os.cpu_count() or 2))
+        self.max_megapixels = max_megapixels
+        self.progress = progress or (lambda stage, done, total: None)
+
+    # --- sync ---------------------------------------------------------------------------------------------
+    def sync(
+        self,
+        roots: Iterable[str | Path],
+        include: Iterable[str] = (),
+        exclude: Iterable[str] = (),
+        hidden: bool = False,
+    ) -> SyncReport:
+        """Bring the catalog in line with the files under `roots`: add new, requeue changed, follow moves,
+        forget deleted. Unchanged files are not read at all (size and mtime match)."""
+        found = discover(roots, include=include, exclude=exclude, hidden=hidden)
+        report = SyncReport(skipped=found.skipped)
+        known = {r.path: r for r in self.catalog.all_files()}
+        on_disk: dict[str, os.stat_result] = {}
+        for path in found.files:
+            try:
+                on_disk[str(path)] = os.stat(path)
+            except OSError as exc:
+                report.skipped.append(Skipped(str(path), f"cannot stat: {exc.strerror}"))
+
+        candidates = []  # paths whose content must be hashed: new, or size/mtime changed
+        for path, st in on_disk.items():
+            row = known.get(path)
+            if row is not None and row.size == st.st_size and row.mtime_ns == st.st_mtime_ns:
+                report.unchanged += 1
+            else:
+                candidates.append(path)
+        hashes = self._hash_all(candidates, report)
+
+        # Rows whose file is gone: deleted, or moved if a new path has the same content.
+        gone = {p: r for p, r in known.items() if p not in on_disk and not os.path.exists(p)}
+        gone_by_hash: dict[str, list[Any]] = {}
+        for row in gone.values():
+            gone_by_hash.setdefault(row.content_hash, []).append(row)
+
+        to_unstore: list[int] = []
+        inserts, changes, moves = [], [], []
+        for path in candidates:
+            if path not in hashes:
+                continue
+            digest, st = hashes[path], on_disk[path]
+            row = known.get(path)
+            if row is not None:
+                if row.content_hash == digest and row.status != "error":
+                    self.catalog.touch(row.id, st.st_size, st.st_mtime_ns)
+                    report.unchanged += 1
+                else:
+                    changes.append((row.id, st, digest))
+                    to_unstore.append(row.id)
+            elif gone_by_hash.get(digest):
+                old = gone_by_hash[digest].pop()
+                moves.append((old.id, path, st))
+                del gone[old.path]
+            else:
+                inserts.append((path, st, digest))
+        deleted_ids = [r.id for p, r in gone.items() if _is_under(p, found.roots)]
+        to_unstore += deleted_ids
+
+        # Old vectors leave the store (durably) before the catalog says the rows changed or went away.
+        if to_unstore:
+            self.store.remove(np.array(to_unstore, np.int64))
+            self.store.flush()
+        for file_id, st, digest in changes:
+            self.catalog.mark_changed(file_id, st.st_size, st.st_mtime_ns, digest)
+        for file_id, path, st in moves:
+            self.catalog.move(file_id, path, os.path.dirname(path), _ext(path), st.st_mtime_ns)
+        for path, st, digest in inserts:
+            self.catalog.insert(path, os.path.dirname(path), _ext(path), st.st_size, st.st_mtime_ns, digest)
+        self.catalog.delete(deleted_ids)
+        self.catalog.commit()
+        report.new, report.changed, report.moved, report.deleted = (
+            len(inserts), len(changes), len(moves), len(deleted_ids)
+        )
+        return report
+
+    def _hash_all(self, paths: list[str], report: SyncReport) -> dict[str, str]:
+        """Hash files in a thread pool (hashlib releases the GIL), reporting unreadable ones."""
+        out: dict[str, str] = {}
+        if not paths:
+            return out
+        with ThreadPoolExecutor(self.workers) as pool:
+            futures = {pool.submit(content_hash, p): p for p in paths}
+            for done, (future, path) in enumerate(futures.items(), 1):
+                try:
+                    out[path] = future.result()
+                except PermissionError:
+                    report.skipped.append(Skipped(path, "permission denied: the file is not readable"))
+                except OSError as exc:
+                    report.skipped.append(Skipped(path, f"cannot read: {exc.strerror or exc}"))
+                self.progress("hash", done, len(paths))
+        return out
+
+    # --- embed --------------------------------------------------------------------------------------------
+    def embed_pending(self) -> EmbedReport:
+        """Embed every pending file, batch by batch; each batch is committed durably before the next."""
+        pending = self.catalog.ids_with_status("pending")
+        report = EmbedReport()
+        if not pending:
+            return report
+        rows = self.catalog.get_many(pending)
+        encoder = self._encoder_factory()
+        fast = all(hasattr(encoder, a) for a in ("preprocess", "encode_preprocessed", "image_size"))
+        target = getattr(encoder, "image_size", None)
+
+        def load(file_id: int) -> tuple[int, Any, dict[str, Any] | None, str | None]:
+            try:
+                image, meta = open_image_with_metadata(rows[file_id].path, self.max_megapixels, target)
+                return file_id, (encoder.preprocess(image) if fast else image), meta, None
+            except ImageDecodeError as exc:
+                return file_id, None, None, str(exc)
+            except Exception as exc:  # a decoder bug on one odd file must not stop a 100k-photo run
+                return file_id, None, None, f"unexpected error while reading: {type(exc).__name__}: {exc}"
+
+        start = time.perf_counter()
+        total = len(pending)
+        # Decode and preprocess run ahead of the model in a thread pool; a bounded window keeps memory flat.
+        window = self.batch_size * 3
+        queue: deque[Future] = deque()
+        ids_iter = iter(pending)
+        done = 0
+        with ThreadPoolExecutor(self.workers) as pool:
+            for file_id in ids_iter:
+                queue.append(pool.submit(load, file_id))
+                if len(queue) >= window:
+                    break
+            while queue:
+                batch = []
+                while queue and len(batch) < self.batch_size:
+                    batch.append(queue.popleft().result())
+                    next_id = next(ids_iter, None)
+                    if next_id is not None:
+                        queue.append(pool.submit(load, next_id))
+                self._store_batch(batch, encoder, fast, report)
+                done += len(batch)
+                self.progress("embed", done, total)
+        report.seconds = time.perf_counter() - start
+        return report
+
+    def _store_batch(self, batch: list[tuple], encoder: Encoder, fast: bool, report: EmbedReport) -> None:
+        good = [(fid, data, meta) for fid, data, meta, err in batch if err is None]
+        if good:
+            if fast:
+                vectors = encoder.encode_preprocessed(np.stack([data for _, data, _ in good]))
+            else:
+                vectors = encoder.encode_images([data for _, data, _ in good])
+            self.store.add(np.array([fid for fid, _, _ in good], np.int64), vectors)
+            self.store.flush()  # durable before the catalog says "indexed"
+        for fid, _, meta in good:
+            self.catalog.mark_indexed(fid, meta)
+        for fid, _, _, err in batch:
+            if err is not None:
+                self.catalog.mark_error(fid, err)
+        self.catalog.commit()
+        report.embedded += len(good)
+        report.failed += len(batch) - len(good)
+
+
+def _ext(path: str) -> str:
+    name = os.path.basename(path)
+    return name.rsplit(".", 1)[-1].lower() if "." in name else ""

@@ -1,0 +1,119 @@
+"""Read image files safely: every format users have, EXIF orientation, first frame, a pixel limit.
+
+Every failure becomes an `ImageDecodeError` whose message says why, so indexing can record it and move on.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from pixquery.errors import PixqueryError
+from pixquery.media.metadata import read_metadata
+
+DEFAULT_MAX_MEGAPIXELS = 100.0
+"""Refuse images above this many megapixels (a 100 MP RGB image is 300 MB once decoded)."""
+
+# We enforce our own pixel limit with a message that teaches; PIL's bomb check would fire first otherwise.
+Image.MAX_IMAGE_PIXELS = None
+# A truncated JPEG is still refused (LOAD_TRUNCATED_IMAGES stays False): a half-grey image would index wrongly.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+_heif_registered: bool | None = None
+
+
+def _register_heif() -> bool:
+    """Register the HEIC/HEIF opener once, on first use (pillow-heif is optional at import time)."""
+    global _heif_registered
+    if _heif_registered is None:
+        try:
+            from pillow_heif import register_heif_opener
+
+            register_heif_opener()
+            _heif_registered = True
+        except ImportError:
+            _heif_registered = False
+    return _heif_registered
+
+
+class ImageDecodeError(PixqueryError):
+    """A file could not be read as an image; the message is the reason shown to the user."""
+
+
+def open_image(
+    path: str | Path,
+    max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS,
+    target_size: int | None = None,
+) -> Image.Image:
+    """Open an image file and return it decoded, upright (EXIF orientation applied) and in RGB.
+
+    Animated files give their first frame. `target_size` lets JPEG decode at a reduced scale (DCT scaling)
+    when the model only needs that many pixels on the short side, which is several times faster.
+    Raises `ImageDecodeError` with a user-facing reason on any failure.
+    """
+    return open_image_with_metadata(path, max_megapixels, target_size, with_metadata=False)[0]
+
+
+def open_image_with_metadata(
+    path: str | Path,
+    max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS,
+    target_size: int | None = None,
+    with_metadata: bool = True,
+) -> tuple[Image.Image, dict[str, Any]]:
+    """Like `open_image`, also returning the catalog metadata (original size, format, EXIF date, camera, GPS)."""
+    path = Path(path)
+    if path.suffix.lower() in (".heic", ".heif", ".avif") and not _register_heif():
+        raise ImageDecodeError("HEIC/HEIF support needs pillow-heif: pip install pillow-heif")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PIL warns about odd EXIF/ICC data we do not need
+            with Image.open(path) as img:
+                width, height = img.size
+                meta: dict[str, Any] = read_metadata(img) if with_metadata else {}
+                if max_megapixels is not None and width * height > max_megapixels * 1e6:
+                    raise ImageDecodeError(
+                        f"it is too large to process ({width * height / 1e6:.1f} MP); the limit is "
+                        f"{max_megapixels:g} MP. Raise or disable it with --max-megapixels"
+                    )
+                if target_size and img.format == "JPEG":
+                    # draft() picks the largest DCT scale that keeps both sides >= the request.
+                    img.draft("RGB", (target_size, target_size))
+                img.seek(0)
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                return _to_rgb(img), meta
+    except ImageDecodeError:
+        raise
+    except FileNotFoundError:
+        raise ImageDecodeError("the file no longer exists") from None
+    except PermissionError:
+        raise ImageDecodeError("permission denied: the file is not readable by this user") from None
+    except IsADirectoryError:
+        raise ImageDecodeError("it is a directory, not a file") from None
+    except UnidentifiedImageError:
+        raise ImageDecodeError("not an image, or a format Pillow cannot read") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(f"refused as a decompression bomb: {exc}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        # Truncated or corrupt data surfaces as OSError ("image file is truncated") and friends.
+        raise ImageDecodeError(f"corrupt or truncated image data ({exc})") from None
+    except MemoryError:
+        raise ImageDecodeError("not enough memory to decode it") from None
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any mode to RGB, compositing transparency onto white rather than black."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit greyscale (PGM, TIFF): scale to 8 bits instead of clipping to white.
+        img = img.point(lambda v: v / 256).convert("L")
+    return img.convert("RGB")

@@ -1,0 +1,209 @@
+"""The catalog: one SQLite row per file, the index's source of truth.
+
+WAL mode lets searches read while an indexer writes. A row's `status` is `pending` (known, not yet embedded),
+`indexed` (its vector is in the vector store) or `error` (it could not be read; `error` says why).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    path          TEXT NOT NULL UNIQUE,   -- absolute path, as discovered
+    folder        TEXT NOT NULL,          -- parent directory of path (for folder filters)
+    ext           TEXT NOT NULL,          -- lower-case extension without the dot ("jpg")
+    size          INTEGER NOT NULL,       -- bytes
+    mtime_ns      INTEGER NOT NULL,
+    content_hash  TEXT NOT NULL,          -- blake2b of the bytes: detects moves and true changes
+    status        TEXT NOT NULL CHECK (status IN ('pending', 'indexed', 'error')),
+    error         TEXT,                   -- why the file was skipped, when status = 'error'
+    width         INTEGER,
+    height        INTEGER,
+    format        TEXT,                   -- the decoder's format name ("JPEG", "HEIF", ...)
+    taken_at      TEXT,                   -- EXIF date taken, ISO 8601 local time
+    camera_make   TEXT,
+    camera_model  TEXT,
+    gps_lat       REAL,
+    gps_lon       REAL,
+    added_at      REAL NOT NULL,          -- unix time the row was created
+    indexed_at    REAL                    -- unix time the vector was stored
+);
+CREATE INDEX IF NOT EXISTS files_status ON files(status);
+CREATE INDEX IF NOT EXISTS files_hash ON files(content_hash);
+CREATE INDEX IF NOT EXISTS files_folder ON files(folder);
+CREATE INDEX IF NOT EXISTS files_taken ON files(taken_at);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tags (
+    file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+    label   TEXT NOT NULL,
+    score   REAL NOT NULL,
+    source  TEXT NOT NULL,                -- which tagger produced it ("labels", "open", ...)
+    PRIMARY KEY (file_id, label, source)
+);
+CREATE INDEX IF NOT EXISTS tags_label ON tags(label);
+"""
+
+METADATA_COLUMNS = ("width", "height", "format", "taken_at", "camera_make", "camera_model", "gps_lat", "gps_lon")
+
+
+@dataclass(frozen=True)
+class FileRow:
+    """One catalog row."""
+
+    id: int
+    path: str
+    folder: str
+    ext: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+    status: str
+    error: str | None
+    width: int | None
+    height: int | None
+    format: str | None
+    taken_at: str | None
+    camera_make: str | None
+    camera_model: str | None
+    gps_lat: float | None
+    gps_lon: float | None
+    added_at: float
+    indexed_at: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the row."""
+        return dict(self.__dict__)
+
+
+class Catalog:
+    """SQLite catalog of an index. Safe to read from several threads (one connection per Catalog object)."""
+
+    def __init__(self, path: Path, readonly: bool = False) -> None:
+        self.path = Path(path)
+        if readonly:
+            uri = f"file:{self.path}?mode=ro"
+            self.db = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
+        else:
+            self.db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL is durable in WAL mode across application crashes; only an OS crash may lose the last commit.
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+            if self.get_meta("schema_version") is None:
+                self.set_meta("schema_version", str(SCHEMA_VERSION))
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.row_factory = sqlite3.Row
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- meta ---------------------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # --- reading ------------------------------------------------------------------------------------------
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[FileRow]:
+        return [FileRow(**dict(r)) for r in self.db.execute(sql, params)]
+
+    def get(self, file_id: int) -> FileRow | None:
+        rows = self._rows("SELECT * FROM files WHERE id = ?", (int(file_id),))
+        return rows[0] if rows else None
+
+    def get_many(self, ids: Iterable[int]) -> dict[int, FileRow]:
+        """Rows by id, fetched in chunks (SQLite limits the number of bound parameters)."""
+        ids = [int(i) for i in ids]
+        out: dict[int, FileRow] = {}
+        for start in range(0, len(ids), 900):
+            chunk = ids[start : start + 900]
+            marks = ",".join("?" * len(chunk))
+            for row in self._rows(f"SELECT * FROM files WHERE id IN ({marks})", chunk):
+                out[row.id] = row
+        return out
+
+    def by_path(self, path: str) -> FileRow | None:
+        rows = self._rows("SELECT * FROM files WHERE path = ?", (path,))
+        return rows[0] if rows else None
+
+    def all_files(self) -> Iterator[FileRow]:
+        for r in self.db.execute("SELECT * FROM files ORDER BY id"):
+            yield FileRow(**dict(r))
+
+    def ids_with_status(self, status: str) -> list[int]:
+        return [r[0] for r in self.db.execute("SELECT id FROM files WHERE status = ? ORDER BY id", (status,))]
+
+    def counts(self) -> dict[str, int]:
+        counts = {"pending": 0, "indexed": 0, "error": 0}
+        for status, n in self.db.execute("SELECT status, COUNT(*) FROM files GROUP BY status"):
+            counts[status] = n
+        return counts
+
+    def errors(self) -> list[FileRow]:
+        return self._rows("SELECT * FROM files WHERE status = 'error' ORDER BY path")
+
+    def select_ids(self, where: str, params: Sequence[Any] = ()) -> list[int]:
+        """Ids of indexed files matching a SQL condition over `files` (built by pixquery.query.filters)."""
+        sql = f"SELECT id FROM files WHERE status = 'indexed' AND ({where}) ORDER BY id"
+        return [r[0] for r in self.db.execute(sql, params)]
+
+    # --- writing ------------------------------------------------------------------------------------------
+    def insert(self, path: str, folder: str, ext: str, size: int, mtime_ns: int, content_hash: str) -> int:
+        cur = self.db.execute(
+            "INSERT INTO files(path, folder, ext, size, mtime_ns, content_hash, status, added_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)",
+            (path, folder, ext, size, mtime_ns, content_hash, time.time()),
+        )
+        return int(cur.lastrowid)
+
+    def mark_changed(self, file_id: int, size: int, mtime_ns: int, content_hash: str) -> None:
+        self.db.execute(
+            "UPDATE files SET size = ?, mtime_ns = ?, content_hash = ?, status = 'pending', error = NULL "
+            "WHERE id = ?",
+            (size, mtime_ns, content_hash, file_id),
+        )
+
+    def touch(self, file_id: int, size: int, mtime_ns: int) -> None:
+        """Record new size/mtime of a file whose content did not change (e.g. `touch`)."""
+        self.db.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, file_id))
+
+    def move(self, file_id: int, path: str, folder: str, ext: str, mtime_ns: int) -> None:
+        self.db.execute(
+            "UPDATE files SET path = ?, folder = ?, ext = ?, mtime_ns = ? WHERE id = ?",
+            (path, folder, ext, mtime_ns, file_id),
+        )
+
+    def delete(self, ids: Iterable[int]) -> None:
+        self.db.executemany("DELETE FROM files WHERE id = ?", [(int(i),) for i in ids])
+
+    def mark_indexed(self, file_id: int, metadata: dict[str, Any]) -> None:
+        cols = ", ".join(f"{c} = ?" for c in METADATA_COLUMNS)
+        values = [metadata.get(c) for c in METADATA_COLUMNS]
+        self.db.execute(
+            f"UPDATE files SET status = 'indexed', error = NULL, indexed_at = ?, {cols} WHERE id = ?",
+            (time.time(), *values, file_id),
+        )
+
+    def mark_error(self, file_id: int, reason: str) -> None:
+        self.db.execute("UPDATE files SET status = 'error', error = ? WHERE id = ?", (reason, file_id))
+
+    def mark_pending(self, ids: Iterable[int]) -> None:
+        self.db.executemany("UPDATE files SET status = 'pending' WHERE id = ?", [(int(i),) for i in ids])
+
+    def commit(self) -> None:
+        self.db.commit()
+
+    def rollback(self) -> None:
+        self.db.rollback()
