@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from pixquery.errors import IndexFormatError, PixqueryError, QueryError
+from pixquery.errors import IndexFormatError, QueryError
 from pixquery.indexing import EmbedReport, Indexer, ProgressFn, SyncReport, reconcile
 from pixquery.models.base import Encoder
-from pixquery.models.registry import load_encoder
+from pixquery.models.registry import DEFAULT_MODEL, load_encoder
 from pixquery.query.engine import Hit, SearchContext, execute, hits_from
 from pixquery.query.spec import QuerySpec
 from pixquery.store import open_store
@@ -124,10 +124,7 @@ class Library:
     def model(self) -> str:
         if self.config is not None:
             return self.config.model
-        model = self._requested_model or os.environ.get("PIXQUERY_MODEL")
-        if not model:
-            raise PixqueryError("no model chosen for a new index: pass --model (e.g. --model mini or --model conse)")
-        return model
+        return self._requested_model or os.environ.get("PIXQUERY_MODEL") or DEFAULT_MODEL
 
     @property
     def encoder(self) -> Encoder:

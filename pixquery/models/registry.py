@@ -33,8 +33,12 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "hf": ("pixquery.models.hf_backend", "load"),
 }
 
-DEFAULT_MODEL = "immich:ViT-B-32__openai"
-"""The default model for real use (see README: fast on a CPU, well-measured, torch-free through ONNX)."""
+DEFAULT_MODEL = "immich:ViT-B-32__laion2b_s34b_b79k"
+"""The default model for real use: OpenCLIP ViT-B/32 trained on LAION-2B, as immich publishes it in ONNX.
+
+Why (README "Which model"): ViT-B/32 is the cheapest CLIP-family image tower (8.8 GFLOPs), so a laptop indexes
+100k photos in about an hour, and the LAION-2B weights beat OpenAI's at the same cost (Flickr30K text->image R@1
+66.8 vs 58.8). It runs torch-free through onnxruntime."""
 
 
 def split_spec(spec: str) -> tuple[str, str]:
