@@ -173,6 +173,38 @@ def export_onnx(
     _console().print(f"exported {spec} to {path}; use it with --model onnx:{path}")
 
 
+@app.command()
+def demo(
+    directory: Annotated[Path | None,
+                         typer.Option("--dir", help="Where to build the demo (default: user cache).")] = None,
+    n: Annotated[int, typer.Option("--n", min=50, help="ShapesWorld scenes in the demo gallery.")] = 2000,
+    photos: Annotated[bool, typer.Option("--photos/--no-photos", help="Also run the real-photo demo (conse).")] = True,
+    serve: Annotated[bool, typer.Option("--serve", help="Then open the web page on the demo index.")] = False,
+) -> None:
+    """Offline tour: index a ShapesWorld gallery with `mini` and real photos with `conse`, run example searches."""
+    from pixquery.demo import run_demo
+
+    run_demo(directory, n=n, photos=photos, serve=serve)
+
+
+@app.command()
+def synth(
+    out_dir: Annotated[Path, typer.Argument(help="Directory to write the sets into.")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Items per set (images, triplets, queries, groups).")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same bytes.")] = 0,
+    heldout: Annotated[str | None, typer.Option(
+        "--heldout", help='Held-out combinations: "default", "none", "random:SEED", or '
+                          '"red star,blue circle;star above circle".')] = None,
+    size: Annotated[int, typer.Option("--size", min=32, max=512, help="Image side in pixels.")] = 64,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing set.")] = False,
+) -> None:
+    """Write a ShapesWorld test set in the field's benchmark formats (Karpathy, CIRR, CIRCO, image folders)."""
+    from pixquery.synth.emit import synth_command
+
+    manifest = synth_command(out_dir, n=n, seed=seed, heldout=heldout, size=size, overwrite=overwrite)
+    _print_json(manifest)
+
+
 def main() -> None:
     """Console-script entry point: user errors print one clear line, not a traceback."""
     try:
