@@ -205,6 +205,36 @@ def synth(
     _print_json(manifest)
 
 
+@app.command("eval")
+def eval_(
+    task: Annotated[str, typer.Argument(help="flickr30k, coco, cirr, circo, fashioniq, classification, roxford, "
+                                             "rparis, shapesworld-retrieval, shapesworld-cir, shapesworld-circo.")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="The data set's directory, in its official layout.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Model spec to evaluate.")],
+    method: Annotated[list[str] | None, typer.Option(
+        "--method", help="Method to run, NAME or NAME:key=value,... (repeatable). Composed-retrieval reports "
+                         "always include the image, text and sum baselines.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Report directory (results.json, .md, plots).")]
+    = None,
+    split: Annotated[str | None, typer.Option("--split", help="Split to read (default: the task's test split).")]
+    = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 64,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Decoding threads.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Embed again even if cached.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Evaluate a model and methods on a benchmark: embeds once (cached), writes JSON, Markdown and plots."""
+    from pixquery.eval.report import render_markdown
+    from pixquery.eval.runner import eval_command
+
+    results = eval_command(task, data, model, method, out, split, batch_size, workers, no_cache)
+    if json_out:
+        _print_json(results)
+    else:
+        sys.stdout.write(render_markdown(results))
+        _console().print(f"report written to {Path(results['files']['json']).parent}")
+
+
 def main() -> None:
     """Console-script entry point: user errors print one clear line, not a traceback."""
     try:
