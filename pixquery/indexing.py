@@ -222,7 +222,8 @@ class Indexer:
         rows = self.catalog.get_many(pending)
         encoder = self._encoder_factory()
         fast = all(hasattr(encoder, a) for a in ("preprocess", "encode_preprocessed", "image_size"))
-        target = getattr(encoder, "image_size", None)
+        # Reduced-scale JPEG decoding needs the short side the model's preprocessing reads before cropping.
+        target = getattr(encoder, "decode_size", None) or getattr(encoder, "image_size", None)
 
         def load(file_id: int) -> tuple[int, Any, dict[str, Any] | None, str | None]:
             try:
