@@ -181,6 +181,7 @@ class Library:
                     progress=progress,
                 )
                 sync = indexer.sync(paths, include=include, exclude=exclude, hidden=hidden)
+                self._remember_roots(paths)
                 self.catalog.set_meta(
                     "last_skipped", json.dumps([{"path": s.path, "reason": s.reason} for s in sync.skipped])
                 )
@@ -189,6 +190,19 @@ class Library:
             finally:
                 writer_store.close()
         return IndexReport(sync, embed, reconciled)
+
+    def _remember_roots(self, paths: Sequence[str | Path]) -> None:
+        """Record the folders this index covers, so a re-index (e.g. from the web page) knows what to scan."""
+        assert self.catalog is not None
+        roots = set(self.roots())
+        roots.update(os.path.abspath(os.path.expanduser(p)) for p in paths)
+        self.catalog.set_meta("roots", json.dumps(sorted(roots)))
+
+    def roots(self) -> list[str]:
+        """The folders and files this index was built from."""
+        if self.catalog is None:
+            return []
+        return json.loads(self.catalog.get_meta("roots") or "[]")
 
     # --- searching ----------------------------------------------------------------------------------------
     def context(self) -> SearchContext:
@@ -238,6 +252,7 @@ class Library:
             "vectors": self.store.count(),
             "size_bytes": size,
             "last_indexed_at": float(last) if last else None,
+            "roots": self.roots(),
         }
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:

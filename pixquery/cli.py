@@ -235,6 +235,23 @@ def eval_(
         _console().print(f"report written to {Path(results['files']['json']).parent}")
 
 
+@app.command()
+def serve(
+    index: IndexOpt = None,
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default; others can reach it if changed).")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    token: Annotated[str | None, typer.Option(envvar="PIXQUERY_TOKEN",
+                                              help="Require this bearer token (all but /api/health).")] = None,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")] = False,
+) -> None:
+    """Serve the web page and the HTTP API (OpenAPI at /openapi.json) for an index."""
+    from pixquery.api import default_index_dir
+    from pixquery.server.run import serve as run_server
+
+    run_server(index or default_index_dir(), host=host, port=port, token=token, open_browser=open_browser)
+
+
 def main() -> None:
     """Console-script entry point: user errors print one clear line, not a traceback."""
     try:

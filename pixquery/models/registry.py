@@ -63,6 +63,16 @@ def split_spec(spec: str) -> tuple[str, str]:
     )
 
 
+ALIASES = {"conse": "conse:lite0"}
+"""Specs that name the same model as another (compared when an index is reopened)."""
+
+
+def canonical_spec(spec: str) -> str:
+    """The one name of a model spec, so that `conse` and `conse:lite0` open the same index."""
+    spec = spec.strip()
+    return ALIASES.get(spec, spec)
+
+
 def load_encoder(spec: str, **options: Any) -> Encoder:
     """Build the encoder named by `spec` (see the module docstring for the forms a spec takes)."""
     backend, rest = split_spec(spec)

@@ -51,7 +51,9 @@ class IndexConfig:
 
     def check_model(self, model: str | None, directory: Path) -> None:
         """Refuse to open an index with another model than the one that built it."""
-        if model is not None and model != self.model:
+        from pixquery.models.registry import canonical_spec
+
+        if model is not None and canonical_spec(model) != canonical_spec(self.model):
             raise ModelMismatchError(
                 f"the index at {directory} was built with model {self.model!r}, not {model!r}: vectors of "
                 "different models are not comparable. Use --model "

@@ -1,0 +1,256 @@
+"""The HTTP API and the web page: `create_app(index_dir)` returns a FastAPI app serving one index.
+
+Routes (OpenAPI at /openapi.json, interactive docs at /docs):
+
+    GET  /                     the web page (a static shell; it asks for the token when one is required)
+    GET  /api/health           liveness, always open
+    GET  /api/status           index statistics and the re-index job
+    GET  /api/search           text / catalog-image / composed search from query parameters
+    POST /api/search           a JSON query spec, or a multipart form with an uploaded image
+    GET  /api/similar/{id}     "more like this"
+    GET  /api/item/{id}        metadata of one indexed image
+    GET  /api/thumb/{id}       its thumbnail (JPEG, cached under the index's thumbs/)
+    GET  /api/image/{id}       the original (or a JPEG rendition of formats browsers cannot show)
+    GET  /api/folders          folders with indexed images, for the folder filter
+    POST /api/reindex          start an incremental re-index in the background
+    DELETE /api/reindex        stop it
+
+Images are addressed by catalog id only; no request ever names a file path to read.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import unquote
+
+from fastapi import Depends, FastAPI, Request
+from fastapi import Path as PathParam
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, HTMLResponse, Response
+
+import pixquery
+from pixquery.server.guards import install_errors, install_guards
+from pixquery.server.limits import ApiError, Limits, RateLimiter
+from pixquery.server.params import MAX_ID, SearchParams, SimilarParams, read_multipart, upload_spec
+from pixquery.server.queries import spec_from_form, spec_from_json
+from pixquery.server.service import IndexService
+from pixquery.server.thumbs import cache_key
+
+LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]", "::1"]
+TOKEN_COOKIE = "pixquery_token"
+STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css", "icon.svg": "image/svg+xml"}
+CACHE_FOREVER = "private, max-age=31536000, immutable"
+
+FileId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="catalog id of an indexed image")]
+
+
+def create_app(
+    library_path: str | Path,
+    token: str | None = None,
+    limits: Limits | None = None,
+    roots: list[str] | None = None,
+    allowed_hosts: list[str] | None = None,
+    warm_up: bool = True,
+    warm_thumbs: int = 5000,
+    search_threads: int | None = None,
+) -> FastAPI:
+    """A FastAPI app serving the index at `library_path`.
+
+    Args:
+        token: when set, every route but /api/health and the page shell needs `Authorization: Bearer TOKEN`
+            (thumbnails and images also accept it from the page's cookie, since <img> cannot send headers).
+        limits: request limits (sizes, k, query length, rate per client).
+        roots: folders a re-index scans (default: those the index recorded, else the folders holding its files).
+        allowed_hosts: Host header values accepted (default: loopback names only, which stops DNS-rebinding
+            attacks from web pages on a machine that serves on 127.0.0.1); ["*"] accepts any.
+        warm_up: load the model at startup so the first search is fast, and start making thumbnails.
+        warm_thumbs: how many thumbnails (newest files first) to make ahead of time in a low-priority thread;
+            0 makes them only when asked for.
+        search_threads: searches run at once (default: up to 4, one per core); more wait their turn.
+    """
+    limits = limits or Limits()
+    service = IndexService(library_path, roots=roots, warm_thumbs=warm_thumbs, search_threads=search_threads)
+    search_limiter = RateLimiter(limits.search_rate, limits.search_burst, limits.max_clients)
+    media_limiter = RateLimiter(limits.media_rate, limits.media_burst, limits.max_clients)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if warm_up:
+            await run_in_threadpool(service.warm_up)
+        yield
+        await run_in_threadpool(service.close)
+
+    app = FastAPI(
+        title="pixquery",
+        version=pixquery.__version__,
+        description="Zero-shot image search over one pixquery index. Images are addressed by catalog id.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.state.limits = limits
+    install_errors(app)
+    install_guards(app, allowed_hosts or LOOPBACK_HOSTS, limits)
+
+    def authorised(request: Request, allow_cookie: bool) -> None:
+        if token is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            given = unquote(request.cookies.get(TOKEN_COOKIE, "")) if allow_cookie else ""
+        if not given or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            raise ApiError(
+                401, "unauthorized", "a valid token is required: send Authorization: Bearer TOKEN",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    # The rate limit comes first, so guessing tokens is as slow as searching.
+    def api_auth(request: Request) -> None:
+        search_limiter.check(_client(request))
+        authorised(request, allow_cookie=False)
+
+    def media_auth(request: Request) -> None:
+        media_limiter.check(_client(request))
+        authorised(request, allow_cookie=True)
+
+    api = [Depends(api_auth)]
+    media = [Depends(media_auth)]
+
+    # --- page ---------------------------------------------------------------------------------------------
+    page = _static("index.html")
+
+    @app.get("/", include_in_schema=False)
+    def index_page() -> HTMLResponse:
+        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static_file(name: str) -> Response:
+        if name not in STATIC_FILES:  # a fixed list: nothing else under the package is reachable
+            raise ApiError(404, "not_found", "no such file")
+        return Response(_static(name), media_type=STATIC_FILES[name], headers={"Cache-Control": "no-cache"})
+
+    # --- api ----------------------------------------------------------------------------------------------
+    @app.get("/api/health", tags=["server"])
+    def health() -> dict[str, Any]:
+        """Liveness; needs no token."""
+        return {"ok": True, "version": pixquery.__version__, "auth": token is not None}
+
+    @app.get("/api/status", tags=["server"], dependencies=api)
+    def status() -> dict[str, Any]:
+        """Index statistics (model, counts, size) and the state of the background re-index."""
+        data = service.status()
+        data["limits"] = {
+            "max_k": limits.max_k,
+            "max_upload_bytes": limits.max_upload_bytes,
+            "max_upload_megapixels": limits.max_upload_megapixels,
+            "max_query_chars": limits.max_query_chars,
+        }
+        data["methods"] = _methods()
+        return data
+
+    @app.get("/api/folders", tags=["server"], dependencies=api)
+    def folders() -> list[dict[str, Any]]:
+        """Folders that hold indexed images, with counts, most populated first."""
+        return service.folders()
+
+    @app.get("/api/search", tags=["search"], dependencies=api)
+    def search_get(form: Annotated[SearchParams, Depends()]) -> dict[str, Any]:
+        """Search by text (`q`), by indexed images (`like`), or both, with negatives, method and filters."""
+        spec = spec_from_form(form.to_form(), limits)
+        return service.search(spec, form.offset)
+
+    @app.post("/api/search", tags=["search"], dependencies=api)
+    async def search_post(request: Request) -> dict[str, Any]:
+        """A JSON query spec (`pixquery.query.jsonspec`, plus "offset"), or a multipart form: the GET parameters
+        plus an `image` file upload for "find images like this one" and composed queries ("this, but red")."""
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind == "application/json":
+            try:
+                data = await request.json()
+            except ValueError as exc:
+                raise ApiError(422, "invalid_json", f"the body is not valid JSON: {exc}", "body") from None
+            spec, offset = spec_from_json(data, limits)
+            return await run_in_threadpool(service.search, spec, offset)
+        if kind == "multipart/form-data":
+            form, upload = await read_multipart(request, limits)
+            spec = await run_in_threadpool(upload_spec, form, upload, limits)
+            return await run_in_threadpool(service.search, spec, form.offset)
+        raise ApiError(415, "unsupported_media_type", "send application/json or multipart/form-data", "body")
+
+    @app.get("/api/similar/{file_id}", tags=["search"], dependencies=api)
+    def similar(file_id: FileId, form: Annotated[SimilarParams, Depends()]) -> dict[str, Any]:
+        """Images most like the indexed image `file_id` (itself left out)."""
+        service.row(file_id)
+        search_form = form.to_form()
+        search_form.like = [file_id]
+        spec = spec_from_form(search_form, limits)
+        return service.search(spec, form.offset, exclude=file_id)
+
+    @app.get("/api/item/{file_id}", tags=["images"], dependencies=media)
+    def item(file_id: FileId) -> dict[str, Any]:
+        """Metadata of an indexed image: size, format, date taken, camera, location, file name and folder."""
+        return service.item(file_id)
+
+    @app.get("/api/thumb/{file_id}", tags=["images"], dependencies=media, response_class=FileResponse)
+    def thumb(file_id: FileId, v: str | None = None) -> FileResponse:
+        """A JPEG thumbnail (at most 400 px); cacheable for good when `v` matches the current version."""
+        path = service.thumbnail(file_id)
+        return FileResponse(path, media_type="image/jpeg", headers=_cache_headers(path, v))
+
+    @app.get("/api/image/{file_id}", tags=["images"], dependencies=media, response_class=FileResponse)
+    def image(file_id: FileId, v: str | None = None, download: bool = False) -> FileResponse:
+        """The original file (`download=true`: as an attachment), or a JPEG rendition for formats browsers
+        cannot display (TIFF, HEIC, PNM, JPEG 2000)."""
+        path, media_type, row = service.original(file_id, download)
+        headers = {"Cache-Control": CACHE_FOREVER if v and v == cache_key(row) else "no-cache"}
+        filename = Path(row.path).name if download else None
+        return FileResponse(path, media_type=media_type, headers=headers, filename=filename,
+                            content_disposition_type="attachment" if download else "inline")
+
+    @app.post("/api/reindex", tags=["server"], dependencies=api, status_code=202)
+    def reindex_start() -> dict[str, Any]:
+        """Start an incremental re-index of the index's folders in the background; searches keep working."""
+        return {"reindex": service.start_reindex()}
+
+    @app.delete("/api/reindex", tags=["server"], dependencies=api, status_code=202)
+    def reindex_stop() -> dict[str, Any]:
+        """Stop the running re-index after its current batch (what it committed stays; a rerun resumes)."""
+        return {"reindex": service.stop_reindex()}
+
+    return app
+
+
+# --- request parameters -------------------------------------------------------------------------------------
+
+
+# --- plumbing -----------------------------------------------------------------------------------------------
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _static(name: str) -> bytes:
+    return resources.files("pixquery.server").joinpath("static", name).read_bytes()
+
+
+def _methods() -> list[str]:
+    """Composition methods the engine knows (for the page's method menu)."""
+    try:
+        from pixquery.query.compose import METHODS
+    except ImportError:
+        return ["auto"]
+    return ["auto", *METHODS]
+
+
+def _cache_headers(path: Path, version: str | None) -> dict[str, str]:
+    # The file name ends with the content version; a URL carrying the same version never changes.
+    current = path.stem.rsplit("-", 1)[-1]
+    return {"Cache-Control": CACHE_FOREVER if version and version == current else "no-cache"}
+
+

@@ -1,0 +1,176 @@
+"""Shared fixtures of the server tests: a small real index, and a live server on a loopback port.
+
+The index uses the best model at hand whose answers can be checked: the ShapesWorld `mini` model on a rendered
+gallery when it ships, else the offline `conse` model on the real photos of ../shared/photos, else `random:tiny`
+(then only checks that need no meaningful ranking run). Each case says what a right answer looks like.
+
+Pytest registers a fixture once per module that imports it, so the built cases are memoised here: the index is
+built once per test run and shared by the API and browser tests, which never modify it (re-index tests build
+their own with `build_case`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pixquery.api import Library
+from pixquery.server.app import create_app
+from pixquery.server.limits import Limits
+from pixquery.server.run import BackgroundServer
+
+REPO = Path(__file__).resolve().parents[1]
+PHOTOS = REPO.parent / "shared" / "photos"
+MINI_DIR = REPO / "pixquery" / "data" / "mini"
+
+
+@dataclass
+class ServerCase:
+    """An index plus the queries whose right answers are known."""
+
+    index_dir: Path
+    gallery: Path
+    model: str
+    meaningful: bool
+    text_query: str = ""
+    relevant: Callable[[str], bool] = lambda name: True
+    example_image: Path | None = None
+    example_relevant: Callable[[str], bool] = lambda name: True
+    compose_text: str = ""
+    compose_relevant: Callable[[str], bool] = lambda name: True
+    filter_folder: Path | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+# --- galleries ------------------------------------------------------------------------------------------------
+
+
+def _shapes_gallery(folder: Path) -> ServerCase:
+    """Single-object ShapesWorld scenes, one folder per shape, file names saying what they show."""
+    from pixquery.synth.render import render_scene
+    from pixquery.synth.world import Obj, Scene
+
+    rng = np.random.default_rng(7)
+    for shape in ("circle", "square", "triangle", "star"):
+        for colour in ("red", "blue", "green", "yellow"):
+            for i in range(3):
+                scene = Scene([Obj(shape, colour, "large", 0.5, 0.5)], "grey")
+                path = folder / shape / f"{colour}-{shape}-{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                render_scene(scene, size=64, rng=rng).save(path)  # the size mini was trained at
+    return ServerCase(
+        index_dir=Path(), gallery=folder, model="mini", meaningful=True,
+        text_query="a red circle", relevant=lambda name: name.startswith("red-circle"),
+        example_image=folder / "square" / "blue-square-0.png", example_relevant=lambda name: "square" in name,
+        compose_text="a yellow star", compose_relevant=lambda name: "star" in name or "yellow" in name,
+        filter_folder=folder / "triangle",
+    )
+
+
+def _photos_gallery(folder: Path) -> ServerCase:
+    """A copy of the real photos (so tests may add files to it)."""
+    shutil.copytree(PHOTOS, folder)
+
+    def cats(name: str) -> bool:
+        return "cat" in name.lower() or "kitty" in name.lower()
+
+    return ServerCase(
+        index_dir=Path(), gallery=folder, model="conse", meaningful=True,
+        text_query="a cat", relevant=cats,
+        example_image=folder / "flat" / "cat.jpg", example_relevant=cats,
+        compose_text="a bee", compose_relevant=lambda name: "bee" in name.lower(),
+        filter_folder=folder / "nested" / "cats",
+    )
+
+
+def _noise_gallery(folder: Path) -> ServerCase:
+    """Coloured noise in two folders (random weights: only the mechanics can be checked)."""
+    rng = np.random.default_rng(0)
+    for sub in ("a", "b"):
+        for i in range(12):
+            pixels = np.clip(rng.integers(0, 255, 3) + rng.normal(0, 40, (96, 96, 3)), 0, 255).astype(np.uint8)
+            path = folder / sub / f"img_{i:02d}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels).save(path, quality=85)
+    return ServerCase(
+        index_dir=Path(), gallery=folder, model="random:tiny", meaningful=False, text_query="a photo",
+        example_image=folder / "a" / "img_00.jpg", compose_text="red", filter_folder=folder / "b",
+    )
+
+
+def _sane(case: ServerCase) -> bool:
+    """Whether the model answers the case's queries right in-process (so a server test failing means the server)."""
+    if not case.meaningful:
+        return True
+    with Library.open(case.index_dir) as lib:
+        top = lib.search(text=case.text_query, k=1)
+        similar = lib.search(images=[case.example_image], k=2)
+    return bool(top) and case.relevant(Path(top[0].path).name) and any(
+        case.example_relevant(Path(h.path).name) for h in similar
+    )
+
+
+def build_case(root: Path) -> ServerCase:
+    """Build a gallery and its index under `root` with the best usable model (see the module docstring)."""
+    builders: list[Callable[[Path], ServerCase]] = []
+    if MINI_DIR.exists():
+        builders.append(_shapes_gallery)
+    if PHOTOS.exists():
+        builders.append(_photos_gallery)
+    builders.append(_noise_gallery)
+    for n, builder in enumerate(builders):
+        base = root / f"case{n}"
+        try:
+            case = builder(base / "gallery")
+            case.index_dir = base / "index"
+            with Library.open(case.index_dir, model=case.model) as lib:
+                lib.index([case.gallery], workers=2)
+        except Exception as exc:  # a model that cannot load here: try the next one
+            print(f"server tests: {builder.__name__} unusable ({type(exc).__name__}: {exc})")
+            continue
+        if _sane(case):
+            return case
+        print(f"server tests: model {case.model} ranks the test queries wrongly; trying the next model")
+    raise RuntimeError("no model could build the server test index")
+
+
+_cases: dict[str, ServerCase] = {}
+
+
+def shared_case(tmp_path_factory: pytest.TempPathFactory) -> ServerCase:
+    """The index shared by all server tests of this run (built on first use)."""
+    if "shared" not in _cases:
+        _cases["shared"] = build_case(tmp_path_factory.mktemp("server-index"))
+    return _cases["shared"]
+
+
+# --- fixtures -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def server_case(tmp_path_factory: pytest.TempPathFactory) -> ServerCase:
+    return shared_case(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def live_server(server_case: ServerCase) -> Iterator[BackgroundServer]:
+    """A server on the shared index with roomy limits (rate-limit tests start their own)."""
+    limits = Limits(search_rate=10_000, search_burst=10_000, media_rate=10_000, media_burst=10_000)
+    app = create_app(server_case.index_dir, limits=limits)
+    with BackgroundServer(app) as server:
+        yield server
+
+
+def png_bytes(size: tuple[int, int] = (64, 48), colour: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+    """A small PNG in memory."""
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, "PNG")
+    return buffer.getvalue()
