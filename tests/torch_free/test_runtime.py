@@ -61,16 +61,15 @@ def test_index_and_search_with_onnx_never_imports_torch(onnx_dir: Path, tmp_path
 
 def test_shipped_mini_model_runs_torch_free(tmp_path: Path) -> None:
     result = _run_python(
-        """
+        f"""
         import json, sys
         from PIL import Image
         from pixquery.models.registry import load_encoder
         enc = load_encoder("mini")
         v = enc.encode_texts(["a red circle"])
         w = enc.encode_images([Image.new("RGB", (64, 64), "red")])
-        print(json.dumps({"dims": [v.shape[1], w.shape[1]], "heavy": [m for m in %r if m in sys.modules]}))
+        print(json.dumps({{"dims": [v.shape[1], w.shape[1]], "heavy": [m for m in {HEAVY!r} if m in sys.modules]}}))
         """
-        % (HEAVY,)
     )
     assert result["heavy"] == [] and result["dims"][0] == result["dims"][1] > 0
 
