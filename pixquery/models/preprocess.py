@@ -1,0 +1,165 @@
+"""Image preprocessing without torch: PIL resizing and numpy normalisation, driven by a preprocess_cfg.json.
+
+The same code serves every backend, so an image gives the same pixels whether it is embedded by torch or ONNX.
+It matches the reference processors (tests/test_models_preprocess.py measures it):
+
+- "shortest" (OpenAI CLIP, OpenCLIP): resize the short side to `size` keeping the aspect ratio (the long side
+  truncated to an integer, as transformers and torchvision do), then a centre crop with the offset rounded
+  down as transformers' CLIPImageProcessor does. torchvision's CenterCrop (open_clip) rounds it half-to-even,
+  so for an odd margin open_clip's crop starts one pixel later; that is the only difference from open_clip.
+- "squash" (SigLIP, SigLIP 2): resize straight to size x size, as SiglipImageProcessor does.
+- "longest": resize the long side to `size` and pad to a square with black, centred (open_clip's mode).
+
+Resizing is PIL's on 8-bit RGB, like the transformers PIL backend and torchvision on PIL images. The object is
+immutable after construction, so one instance may be called from many decoding threads at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from pixquery.models.base import ModelError
+
+_RESAMPLING = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+}
+RESIZE_MODES = ("shortest", "squash", "longest")
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """The fields of open_clip's preprocess_cfg.json that decide the pixels a model sees."""
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bicubic"
+    resize_mode: str = "shortest"
+    mode: str = "RGB"
+
+    def __post_init__(self) -> None:
+        if self.size <= 0:
+            raise ValueError(f"size must be positive, got {self.size}")
+        if self.interpolation not in _RESAMPLING:
+            raise ValueError(
+                f"unknown interpolation {self.interpolation!r}; use one of {sorted(_RESAMPLING)}"
+            )
+        if self.resize_mode not in RESIZE_MODES:
+            raise ValueError(f"unknown resize_mode {self.resize_mode!r}; use one of {list(RESIZE_MODES)}")
+        if self.mode != "RGB":
+            raise ValueError(f"only RGB input is supported, got mode {self.mode!r}")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ValueError("mean and std need three values each, std positive")
+
+    @classmethod
+    def from_dict(cls, cfg: Mapping[str, Any]) -> PreprocessConfig:
+        """Read open_clip's dict form (`size` may be an int or [h, w]; mean/std may be one number)."""
+        size = cfg["size"]
+        if isinstance(size, list | tuple):
+            if len(set(size)) != 1:
+                raise ValueError(f"only square inputs are supported, got size {size}")
+            size = size[0]
+        return cls(
+            size=int(size),
+            mean=_three(cfg["mean"]),
+            std=_three(cfg["std"]),
+            interpolation=str(cfg.get("interpolation", "bicubic")).lower(),
+            resize_mode=str(cfg.get("resize_mode", "shortest")),
+            mode=str(cfg.get("mode", "RGB")),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The preprocess_cfg.json form open_clip and immich read."""
+        return {
+            "size": [self.size, self.size],
+            "mode": self.mode,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "interpolation": self.interpolation,
+            "resize_mode": self.resize_mode,
+            "fill_color": 0,
+        }
+
+
+def _three(value: Any) -> tuple[float, float, float]:
+    if isinstance(value, int | float):
+        return (float(value),) * 3
+    values = tuple(float(v) for v in value)
+    if len(values) != 3:
+        raise ValueError(f"expected 3 values, got {len(values)}")
+    return values  # type: ignore[return-value]
+
+
+def load_preprocess_cfg(path: Path) -> PreprocessConfig:
+    """Read a preprocess_cfg.json; a missing or malformed file raises ModelError naming it."""
+    if not path.is_file():
+        raise ModelError(f"missing {path}: the model directory needs its image preprocessing config there")
+    try:
+        return PreprocessConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path} is not valid JSON: {exc}") from exc
+    except KeyError as exc:
+        raise ModelError(f"{path} lacks the key {exc.args[0]!r}") from exc
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{path} is malformed: {exc}") from exc
+
+
+class ImagePreprocessor:
+    """Turns a PIL image into the (3, size, size) float32 array a model's image tower takes."""
+
+    def __init__(self, cfg: PreprocessConfig) -> None:
+        self.cfg = cfg
+        self.size = cfg.size
+        self._resample = _RESAMPLING[cfg.interpolation]
+        # (x / 255 - mean) / std folded into one multiply-add per pixel.
+        std = np.asarray(cfg.std, dtype=np.float32)
+        self._scale = (1.0 / (255.0 * std)).astype(np.float32)
+        self._shift = (np.asarray(cfg.mean, dtype=np.float32) / std).astype(np.float32)
+
+    def resize(self, img: Image.Image) -> Image.Image:
+        """Resize and crop (or pad) to size x size, RGB, before normalisation."""
+        if img.mode != "RGB":
+            img = img.convert("RGB")
+        size = self.size
+        if self.cfg.resize_mode == "squash":
+            return img.resize((size, size), resample=self._resample)
+        width, height = img.size
+        if self.cfg.resize_mode == "shortest":
+            # The long side truncated, written as transformers writes it: int(size * long / short).
+            long_side = int(size * max(width, height) / min(width, height))
+            new_size = (size, long_side) if width <= height else (long_side, size)
+            img = img.resize(new_size, resample=self._resample)
+            left = (new_size[0] - size) // 2
+            top = (new_size[1] - size) // 2
+            return img.crop((left, top, left + size, top + size))
+        # longest: the long side becomes `size`, the rest is black padding around the centred image.
+        scale = size / max(width, height)
+        new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        img = img.resize(new_size, resample=self._resample)
+        canvas = Image.new("RGB", (size, size), (0, 0, 0))
+        canvas.paste(img, ((size - new_size[0]) // 2, (size - new_size[1]) // 2))
+        return canvas
+
+    def __call__(self, img: Image.Image) -> np.ndarray:
+        """Return the normalised (3, size, size) float32 array for one image."""
+        pixels = np.asarray(self.resize(img), dtype=np.float32)
+        pixels = pixels * self._scale - self._shift
+        return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+    def batch(self, images: list[Image.Image]) -> np.ndarray:
+        """Preprocess several images into one (n, 3, size, size) array."""
+        if not images:
+            return np.zeros((0, 3, self.size, self.size), dtype=np.float32)
+        return np.stack([self(img) for img in images])
