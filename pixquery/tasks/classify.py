@@ -1,0 +1,457 @@
+"""Zero-shot classification and tagging with a user's labels: prompt ensembles, AutoCLIP, CuPL files, "none of these".
+
+How a label is scored for an image (all vectors unit length, so similarity is the dot product):
+
+* ``single``: one prompt per label, "a photo of a {label}.".
+* ``ensemble``: the mean of the label's prompt vectors over the templates (CLIP paper §3.1.4), re-normalised.
+* ``autoclip``: AutoCLIP (Metzen et al., TMLR 2024). Per image, each template gets a weight from how well its
+  prompts fit the image at all (log-sum-exp over labels of its prompt-image similarities); the weights are a softmax
+  whose temperature is set, per image, so that their entropy is 85 % of the uniform weights' entropy. A label's score
+  is the weighted mean of its prompt-image similarities.
+* CuPL-style descriptions (a JSON file ``{"label": ["description", ...]}``, written by a person or a language model)
+  replace the templates: a label's prompts are its descriptions. For AutoCLIP, labels with fewer descriptions reuse
+  theirs in turn so that every label has as many prompts as the longest list.
+
+"None of these" (the calibration): a raw similarity means different things for different models and images, so a
+label is accepted only when it stands out against the same image's similarity to a bank of unrelated everyday
+concepts (the shipped WordNet vocabulary, minus synonyms of a label, with the same single prompt). The
+label's *confidence* is the fraction of that bank it beats for this image; a label counts when its confidence
+reaches `threshold`; an image whose best label does not is "none of these". The default threshold, 1 - 1/sqrt(N)
+for a bank of N concepts, was chosen by measurement (benchmarks/organize.py, docs/organize.md). Scores stored as
+tags are probabilities over the labels: a softmax of the similarities divided by the spread (standard deviation) of
+the image's bank similarities, so the temperature follows each model's similarity scale instead of CLIP's fixed
+logit scale of 100.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pixquery.models.base import Encoder, l2_normalize
+from pixquery.tasks.tags_store import LABELS_SOURCE, Tag, write_tags
+from pixquery.tasks.templates import SINGLE_TEMPLATE, resolve_templates
+from pixquery.tasks.vocabulary import distinguishable, embed_words, load_vocabulary
+
+if TYPE_CHECKING:
+    from pixquery.api import Library
+
+ProgressFn = Callable[[str, int, int], None]
+
+METHODS: tuple[str, ...] = ("single", "ensemble", "autoclip")
+DEFAULT_METHOD = "autoclip"
+"""What ``method="auto"`` picks: best or tied-best in every measurement (docs/organize.md)."""
+DEFAULT_TEMPLATES: dict[str, str] = {"single": "single", "ensemble": "curated", "autoclip": "imagenet80"}
+"""Templates per method when none are given: the curated 7 did better than all 80 for plain averaging, AutoCLIP
+was measured (and published) with all 80."""
+MAX_DEFAULT_PROMPTS = 20_000
+"""Above this many label x template prompts, default templates fall back to the curated 7 (text-encoding time)."""
+Threshold = float | str | None
+DEFAULT_THRESHOLD: Threshold = "auto"
+"""``"auto"``: a label must beat all but sqrt(N) of the N bank concepts, i.e. confidence >= 1 - 1/sqrt(N).
+
+Measured (docs/organize.md): with ConSE's 17k-concept bank the best trade-off was near 0.99 (top ~130), with
+mini's ~70 distinguishable concepts near 0.85 (top ~8); one fixed percentile cannot serve both, sqrt(N) meets both.
+A number sets the confidence directly; None (or 0) turns "none of these" off."""
+AUTOCLIP_ENTROPY = 0.85
+"""AutoCLIP's target entropy of the template weights, as a fraction of log(number of templates) (the paper's)."""
+AUTOCLIP_LOGIT_SCALE = 100.0
+"""Sharpness of the log-sum-exp over labels that rates a template for an image (CLIP's logit scale)."""
+SYNONYM_CORRELATION = 0.95
+"""Bank concepts whose image similarities correlate this well with a label's are synonyms, not distractors."""
+MIN_PROFILE_IMAGES = 16
+NEAR_LABEL_SIMILARITY = 0.8
+"""Below `MIN_PROFILE_IMAGES` images: bank concepts whose prompt is this similar to a label's are synonyms."""
+_CHUNK_ELEMENTS = 20_000_000  # similarities held at once (float32: 80 MB), bounds memory on big collections
+
+
+# --- labels -----------------------------------------------------------------------------------------------------
+
+@dataclass
+class LabelSet:
+    """Label names, and for CuPL-style label files each label's descriptions."""
+
+    names: list[str]
+    descriptions: dict[str, list[str]] = field(default_factory=dict)
+
+
+def parse_labels(labels: str | Path | Sequence[str] | dict[str, list[str]]) -> LabelSet:
+    """Labels from a list, a comma-separated string, a text file (one per line) or a CuPL JSON file.
+
+    A JSON file holds either a list of names or an object ``{"label": ["a description", ...]}``.
+    Raises ValueError when no label is left or a label repeats.
+    """
+    descriptions: dict[str, list[str]] = {}
+    if isinstance(labels, dict):
+        descriptions = {str(k): [str(d) for d in v] for k, v in labels.items()}
+        names = list(descriptions)
+    elif isinstance(labels, Path) or (isinstance(labels, str) and Path(labels).is_file()):
+        path = Path(labels)
+        if path.suffix.lower() == ".json":
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(data, dict):
+                return parse_labels({str(k): list(v) for k, v in data.items()})
+            names = [str(x) for x in data]
+        else:
+            lines = path.read_text(encoding="utf-8").splitlines()
+            names = [line.split("#", 1)[0] for line in lines]
+    elif isinstance(labels, str):
+        names = labels.split(",")
+    else:
+        names = [str(x) for x in labels]
+    names = [n.strip() for n in names if n.strip()]
+    if not names:
+        raise ValueError("no labels given: pass a list, 'cat,dog,...', a text file or a JSON file")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"labels repeat: {', '.join(repeated)}")
+    empty = [n for n in names if n in descriptions and not descriptions[n]]
+    if empty:
+        raise ValueError(f"labels without descriptions in the description file: {', '.join(empty)}")
+    return LabelSet(names, descriptions)
+
+
+def prompt_grid(labels: LabelSet, templates: Sequence[str]) -> list[list[str]]:
+    """Prompts as rows of one text per label: row t is template t (or description t) for every label."""
+    if labels.descriptions:
+        lists = [labels.descriptions.get(n) or [SINGLE_TEMPLATE.format(n)] for n in labels.names]
+        rows = max(len(x) for x in lists)
+        # Shorter description lists are reused in turn, so every label has one prompt per row.
+        return [[x[t % len(x)] for x in lists] for t in range(rows)]
+    return [[t.format(n) for n in labels.names] for t in templates]
+
+
+def encode_grid(encoder: Encoder, grid: list[list[str]]) -> np.ndarray:
+    """(templates, labels, dim) unit text vectors of a prompt grid, in one encoder pass over unique texts."""
+    flat = [text for row in grid for text in row]
+    unique = list(dict.fromkeys(flat))
+    vectors = encoder.encode_texts(unique)
+    index = {text: i for i, text in enumerate(unique)}
+    rows = np.asarray([index[text] for text in flat]).reshape(len(grid), len(grid[0]))
+    return vectors[rows]
+
+
+# --- scoring ----------------------------------------------------------------------------------------------------
+
+def _entropy(weights: np.ndarray) -> np.ndarray:
+    return -(weights * np.log(np.clip(weights, 1e-30, None))).sum(axis=-1)
+
+
+def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    z = np.exp(x - x.max(axis=axis, keepdims=True))
+    return z / z.sum(axis=axis, keepdims=True)
+
+
+def autoclip_weights(similarities: np.ndarray, entropy_fraction: float = AUTOCLIP_ENTROPY) -> np.ndarray:
+    """AutoCLIP's per-image template weights from (images, templates, labels) prompt-image similarities.
+
+    Each template is rated by the log-sum-exp over labels of its scaled similarities (how well any of its prompts
+    fits the image); the weights are softmax(beta * rating), with beta found per image by bisection (on log beta)
+    so that the weights' entropy equals `entropy_fraction` * log(templates). Returns (images, templates).
+    """
+    n, n_templates, _ = similarities.shape
+    if n_templates == 1:
+        return np.ones((n, 1), dtype=np.float32)
+    logits = similarities.astype(np.float64) * AUTOCLIP_LOGIT_SCALE
+    peak = logits.max(axis=2, keepdims=True)
+    rating = (peak[..., 0] + np.log(np.exp(logits - peak).sum(axis=2)))  # (n, T), stable log-sum-exp
+    rating -= rating.mean(axis=1, keepdims=True)
+    target = entropy_fraction * np.log(n_templates)
+    low, high = np.full(n, -12.0), np.full(n, 12.0)  # log10 beta; entropy falls as beta grows
+    for _ in range(48):
+        mid = (low + high) / 2
+        too_flat = _entropy(_softmax(rating * (10.0**mid)[:, None])) > target
+        low = np.where(too_flat, mid, low)
+        high = np.where(too_flat, high, mid)
+    return _softmax(rating * (10.0 ** ((low + high) / 2))[:, None]).astype(np.float32)
+
+
+class LabelScorer:
+    """Scores images against a label set with one of `METHODS`; the text side is encoded once."""
+
+    def __init__(self, encoder: Encoder, labels: LabelSet, method: str, templates: Sequence[str]) -> None:
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; expected one of: {', '.join(METHODS)} or auto")
+        self.method = method
+        self.labels = labels
+        if method == "single" and not labels.descriptions:
+            templates = [SINGLE_TEMPLATE]
+        self.grid = encode_grid(encoder, prompt_grid(labels, templates))  # (T, C, d)
+        if method == "single":  # with a description file: each label's first description
+            self.grid = self.grid[:1]
+        self.mean_vectors = l2_normalize(self.grid.mean(axis=0))  # (C, d): the ensemble's class vectors
+
+    def scores(self, images: np.ndarray) -> np.ndarray:
+        """(images, labels) similarities."""
+        if self.method != "autoclip":
+            return images @ self.mean_vectors.T
+        n_templates, n_labels, _ = self.grid.shape
+        out = np.empty((len(images), n_labels), dtype=np.float32)
+        step = max(1, _CHUNK_ELEMENTS // (n_templates * n_labels))
+        for start in range(0, len(images), step):
+            chunk = images[start : start + step]
+            sims = np.einsum("nd,tcd->ntc", chunk, self.grid)
+            weights = autoclip_weights(sims)
+            out[start : start + step] = np.einsum("nt,ntc->nc", weights, sims)
+        return out
+
+
+# --- calibration ------------------------------------------------------------------------------------------------
+
+class ConceptBank:
+    """Unrelated everyday concepts an image's label scores are measured against ("none of these")."""
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        label_vectors: np.ndarray,
+        label_names: Sequence[str],
+        vocabulary: str | Path | Sequence[str] | None = None,
+        progress: ProgressFn | None = None,
+    ) -> None:
+        words = load_vocabulary(vocabulary)
+        vectors = embed_words(encoder, words, SINGLE_TEMPLATE, progress=progress)
+        keep = distinguishable(vectors)
+        lowered = {n.lower() for n in label_names}
+        keep &= np.array([w.lower() not in lowered for w in words], dtype=bool)
+        self.words = [w for w, k in zip(words, keep, strict=True) if k]
+        self.vectors = vectors[keep]
+        self.label_vectors = label_vectors
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def synonyms(self, images: np.ndarray) -> np.ndarray:
+        """Mask of bank concepts that are, to this model, another name of a label ("kitty" for "cat").
+
+        They would make a label look unremarkable against itself. With enough images, a concept is a synonym when
+        its similarities to the images rise and fall with a label's (Pearson correlation over the images of at
+        least `SYNONYM_CORRELATION`): whatever the words, the model treats them as one. Text similarity alone is
+        no guide for every model (mini puts "a photo of a star." and "a photo of a purple." at 0.95), so it is
+        used (at `NEAR_LABEL_SIMILARITY`) only for collections too small to correlate.
+        """
+        if len(self) == 0 or len(self.label_vectors) == 0:
+            return np.zeros(len(self), dtype=bool)
+        if len(images) < MIN_PROFILE_IMAGES:
+            return (self.vectors @ self.label_vectors.T).max(axis=1) >= NEAR_LABEL_SIMILARITY
+        m, c = len(self), len(self.label_vectors)
+        sum_b, sq_b = np.zeros(m), np.zeros(m)
+        sum_l, sq_l = np.zeros(c), np.zeros(c)
+        cross = np.zeros((m, c))
+        step = max(1, _CHUNK_ELEMENTS // m)
+        for start in range(0, len(images), step):  # one pass of running sums: the collection may be large
+            bank = (images[start : start + step] @ self.vectors.T).astype(np.float64)
+            labels = (images[start : start + step] @ self.label_vectors.T).astype(np.float64)
+            sum_b += bank.sum(axis=0)
+            sq_b += (bank**2).sum(axis=0)
+            sum_l += labels.sum(axis=0)
+            sq_l += (labels**2).sum(axis=0)
+            cross += bank.T @ labels
+        n = len(images)
+        std_b = np.sqrt(np.maximum(sq_b / n - (sum_b / n) ** 2, 1e-12))
+        std_l = np.sqrt(np.maximum(sq_l / n - (sum_l / n) ** 2, 1e-12))
+        correlation = (cross / n - np.outer(sum_b / n, sum_l / n)) / np.outer(std_b, std_l)
+        return correlation.max(axis=1) >= SYNONYM_CORRELATION
+
+    def calibrate(self, images: np.ndarray, label_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """(confidence, spread, bank size): per image and label the fraction of the bank (synonyms of the labels
+        left out) the label beats; per image the standard deviation of its bank similarities (the unit that turns
+        similarities into softmax logits); and how many concepts the bank held."""
+        n = len(images)
+        vectors = self.vectors[~self.synonyms(images)]
+        if len(vectors) == 0:  # nothing to compare with: every label is as good as its rank among the labels
+            return np.ones_like(label_scores), np.full(n, float(label_scores.std() or 1.0), dtype=np.float32), 0
+        confidence = np.empty_like(label_scores)
+        spread = np.empty(n, dtype=np.float32)
+        step = max(1, _CHUNK_ELEMENTS // len(vectors))
+        for start in range(0, n, step):
+            bank = np.sort(images[start : start + step] @ vectors.T, axis=1)
+            spread[start : start + step] = bank.std(axis=1)
+            for row, (sorted_row, scores) in enumerate(zip(bank, label_scores[start : start + step], strict=True)):
+                confidence[start + row] = np.searchsorted(sorted_row, scores, side="left") / len(vectors)
+        return confidence, np.maximum(spread, 1e-6), len(vectors)
+
+
+# --- results ----------------------------------------------------------------------------------------------------
+
+@dataclass
+class ImageLabels:
+    """What one image was given: its labels, best first, or none ("none of these")."""
+
+    file_id: int
+    path: str
+    labels: list[tuple[str, float, float]]
+    """(label, probability over the labels, confidence against the concept bank)."""
+
+    @property
+    def none(self) -> bool:
+        return not self.labels
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.file_id,
+            "path": self.path,
+            "labels": [{"label": lb, "score": round(p, 4), "confidence": round(c, 4)} for lb, p, c in self.labels],
+            "none_of_these": self.none,
+        }
+
+
+@dataclass
+class TagReport:
+    """What `tag_library` did: the method used, per-image labels and label counts."""
+
+    method: str
+    labels: list[str]
+    threshold: float | None
+    images: list[ImageLabels]
+    stored: int
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(self.labels, 0)
+        for image in self.images:
+            for label, _, _ in image.labels:
+                counts[label] += 1
+        return counts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "threshold": self.threshold,
+            "images": len(self.images),
+            "none_of_these": sum(i.none for i in self.images),
+            "tags_stored": self.stored,
+            "counts": self.counts(),
+            "results": [i.to_dict() for i in self.images],
+        }
+
+
+class ZeroShotClassifier:
+    """Labels, method and calibration together: `predict(image_vectors)` gives each image its labels."""
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        labels: str | Path | Sequence[str] | LabelSet,
+        method: str = "auto",
+        templates: str | Path | Sequence[str] | None = None,
+        threshold: Threshold = DEFAULT_THRESHOLD,
+        vocabulary: str | Path | Sequence[str] | None = None,
+        progress: ProgressFn | None = None,
+    ) -> None:
+        self.labels = labels if isinstance(labels, LabelSet) else parse_labels(labels)
+        self.method = DEFAULT_METHOD if method == "auto" else method
+        if templates is None:
+            templates = DEFAULT_TEMPLATES.get(self.method, "curated")
+            if len(resolve_templates(templates)) * len(self.labels.names) > MAX_DEFAULT_PROMPTS:
+                templates = "curated"
+        self.templates = resolve_templates(templates)
+        self.scorer = LabelScorer(encoder, self.labels, self.method, self.templates)
+        # The bank is compared with single-prompt label vectors: the same prompt on both sides keeps the comparison
+        # fair (averaged ensemble vectors sit systematically closer to images than any one prompt does).
+        self.single = encode_grid(encoder, [[SINGLE_TEMPLATE.format(n) for n in self.labels.names]])[0]
+        self.bank = None
+        self.requested_threshold = threshold
+        self.threshold: float | None = None
+        """The confidence a label needed in the last `predict` (None when calibration is off)."""
+        if threshold is not None and threshold != 0:
+            self.bank = ConceptBank(encoder, self.single, self.labels.names, vocabulary, progress)
+
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(probabilities, confidence, accepted), each (images, labels); accepted marks labels that clear the
+        threshold (all of them when calibration is off). Sets `threshold` to the value used."""
+        images = np.asarray(images, dtype=np.float32)
+        scores = self.scorer.scores(images)
+        if self.bank is None:
+            confidence = np.ones_like(scores)
+            spread = np.full(len(images), float(scores.std() or 1.0), dtype=np.float32)
+            self.threshold = None
+        else:
+            confidence, spread, size = self.bank.calibrate(images, images @ self.single.T)
+            if self.requested_threshold == "auto":
+                self.threshold = float(1 - 1 / np.sqrt(size)) if size else 0.0
+            else:
+                self.threshold = float(self.requested_threshold)  # type: ignore[arg-type]
+        probabilities = _softmax(scores / spread[:, None], axis=1)
+        accepted = confidence >= (self.threshold if self.threshold is not None else -np.inf)
+        return probabilities, confidence, accepted
+
+
+def tag_library(
+    lib: Library,
+    labels: str | Path | Sequence[str],
+    method: str = "auto",
+    templates: str | Path | Sequence[str] | None = None,
+    top: int = 3,
+    store: bool = True,
+    threshold: Threshold = DEFAULT_THRESHOLD,
+    vocabulary: str | Path | Sequence[str] | None = None,
+    progress: ProgressFn | None = None,
+) -> TagReport:
+    """Give every indexed image up to `top` of `labels`, each with a calibrated score, or "none of these".
+
+    `method`: "single", "ensemble", "autoclip" or "auto" (`DEFAULT_METHOD`). `templates`: a set name ("single",
+    "curated", "imagenet80"), a file or a list (default per method, `DEFAULT_TEMPLATES`). `threshold`: the
+    confidence a label needs, "auto" (see `DEFAULT_THRESHOLD`), or None/0 to turn "none of these" off.
+    `vocabulary`: the concept bank (default: the shipped vocabulary). With `store`, the tags replace earlier
+    "labels" tags of these images in the catalog, where search filters see them (`{"tags": "cat"}`).
+    """
+    if top < 1:
+        raise ValueError(f"top must be at least 1, got {top}")
+    classifier = ZeroShotClassifier(lib.encoder, labels, method, templates, threshold, vocabulary, progress)
+    ids, vectors = lib.vectors()
+    assert lib.catalog is not None  # lib.vectors() has checked that an index exists
+    rows = lib.catalog.get_many(ids)
+    probabilities, confidence, accepted = classifier.predict(vectors)
+    names = classifier.labels.names
+    results = []
+    for i, file_id in enumerate(ids.tolist()):
+        order = [c for c in np.argsort(-probabilities[i], kind="stable")[:top] if accepted[i, c]]
+        chosen = [(names[c], float(probabilities[i, c]), float(confidence[i, c])) for c in order]
+        results.append(ImageLabels(int(file_id), rows[file_id].path if file_id in rows else "", chosen))
+        if progress is not None:
+            progress("Tagging", i + 1, len(ids))
+    stored = 0
+    if store:
+        tags = [Tag(r.file_id, label, p, LABELS_SOURCE) for r in results for label, p, _ in r.labels]
+        stored = write_tags(lib.catalog, ids.tolist(), tags, LABELS_SOURCE)
+    return TagReport(classifier.method, names, classifier.threshold, results, stored)
+
+
+def tag_command(
+    index: Path | None,
+    labels: str | None = None,
+    open_vocabulary: bool = False,
+    vocabulary: Path | None = None,
+    method: str = "auto",
+    templates: str | None = None,
+    top: int | None = None,
+    threshold: float | str | None = None,
+    store: bool = True,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """CLI entry: `pixquery tag --labels FILE|"cat,dog" [--method] [--top]` or `pixquery tag --open [--vocabulary F]`.
+
+    Returns the JSON-ready report (the CLI prints it with --json, or a summary of `counts`).
+    """
+    from pixquery.api import Library
+    from pixquery.progress import rich_progress
+
+    if open_vocabulary == (labels is not None):
+        raise ValueError("give either --labels or --open")
+    with Library.open(index) as lib, rich_progress(enabled=show_progress) as progress:
+        if open_vocabulary:
+            from pixquery.tasks.open_tags import DEFAULT_OPEN_TOP, tag_open
+
+            report = tag_open(lib, vocabulary=vocabulary, top=top or DEFAULT_OPEN_TOP, store=store, progress=progress)
+            return report.to_dict()
+        assert labels is not None
+        result = tag_library(
+            lib, labels, method=method, templates=templates, top=top or 3, store=store,
+            threshold=DEFAULT_THRESHOLD if threshold is None else threshold, progress=progress,
+        )
+        return result.to_dict()
