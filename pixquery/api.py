@@ -11,14 +11,13 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pixquery.errors import IndexFormatError, QueryError
-from pixquery.indexing import EmbedReport, Indexer, ProgressFn, SyncReport, reconcile
 from pixquery.models.base import Encoder
-from pixquery.models.registry import DEFAULT_MODEL, load_encoder
+from pixquery.models.registry import DEFAULT_MODEL
 from pixquery.query.engine import Hit, SearchContext, execute, hits_from
 from pixquery.query.spec import QuerySpec
 from pixquery.store import open_store
@@ -26,6 +25,9 @@ from pixquery.store.base import VectorStore
 from pixquery.store.catalog import Catalog
 from pixquery.store.config import CONFIG_FILE, IndexConfig
 from pixquery.store.lock import IndexLock
+
+if TYPE_CHECKING:  # indexing is imported when an index is built: a query never pays for it
+    from pixquery.indexing import EmbedReport, ProgressFn, SyncReport
 
 CATALOG_FILE = "catalog.sqlite"
 VECTORS_DIR = "vectors"
@@ -68,9 +70,17 @@ class IndexReport:
 class Library:
     """An index of images on disk. Open it, index folders into it, search it."""
 
-    def __init__(self, path: Path, model: str | None, store_kind: str, encoder: Encoder | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        model: str | None,
+        store_kind: str,
+        encoder: Encoder | None = None,
+        precision: str | None = None,
+    ) -> None:
         self.path = Path(path)
         self._requested_model = model
+        self._requested_precision = precision
         self._store_kind = store_kind
         self._encoder = encoder
         self._store: VectorStore | None = None
@@ -90,17 +100,21 @@ class Library:
         model: str | None = None,
         store: str = "flat",
         encoder: Encoder | None = None,
+        precision: str | None = None,
     ) -> Library:
         """Open the index at `path` (created on first `index()`).
 
         `model` is required to create an index (default: `$PIXQUERY_MODEL`); opening an existing index with another
         model raises `ModelMismatchError`. `encoder` lets a program pass an already-loaded encoder.
+        `precision` (ONNX models: fp32, int8, int8-static, bf16, auto) applies to a new index's towers; an
+        existing index keeps the precision its images were embedded at, and `precision` then picks the text
+        tower's, allowed only where the parity gate found the two agree (`pixquery.models.parity`).
         """
         path = Path(path).expanduser() if path is not None else default_index_dir()
         if path.exists() and not path.is_dir():
             raise IndexFormatError(f"{path} is a file, not an index directory")
         model = model or (encoder.name if encoder is not None else None)
-        return cls(path, model, store, encoder)
+        return cls(path, model, store, encoder, precision)
 
     def __enter__(self) -> Library:
         return self
@@ -130,7 +144,12 @@ class Library:
     def encoder(self) -> Encoder:
         """The model, loaded on first use (a search that needs no model never pays for loading it)."""
         if self._encoder is None:
-            self._encoder = load_encoder(self.model)
+            from pixquery.models.parity import load_index_encoder
+
+            record = self.config.extra.get("precision") if self.config is not None else None
+            self._encoder = load_index_encoder(
+                self.model, self._requested_precision, record, self.config is not None, self.path
+            )
         return self._encoder
 
     def _require_index(self) -> IndexConfig:
@@ -161,10 +180,13 @@ class Library:
         progress: ProgressFn | None = None,
     ) -> IndexReport:
         """Index (or update) the images under `paths`: incremental, resumable, one writer at a time."""
+        from pixquery.indexing import Indexer, reconcile
+
         self.path.mkdir(parents=True, exist_ok=True)
         with IndexLock(self.path):
             if self.config is None:
                 self.config = IndexConfig(model=self.model, dim=int(self.encoder.dim), store=self._store_kind)
+                self.config.record_precision(getattr(self.encoder, "precision", None))
                 self.config.save(self.path)
             if self.catalog is None:
                 self.catalog = Catalog(self.path / CATALOG_FILE)
@@ -260,3 +282,27 @@ class Library:
         ids = self.store.ids()
         return ids, self.store.get(ids)
 
+    # --- organising ---------------------------------------------------------------------------------------
+    def classify(self, labels: Any, **options: Any) -> Any:
+        """Zero-shot tags from your labels (prompt ensembles, AutoCLIP, "none of these"); see pixquery.tasks."""
+        from pixquery.tasks.classify import tag_library
+
+        return tag_library(self, labels, **options)
+
+    def tag(self, **options: Any) -> Any:
+        """Vocabulary-free tags (CaSED-style) from the shipped concept vocabulary or yours."""
+        from pixquery.tasks.open_tags import tag_open
+
+        return tag_open(self, **options)
+
+    def cluster(self, **options: Any) -> dict[str, Any]:
+        """Named clusters with representative images."""
+        from pixquery.tasks.cluster import cluster_library
+
+        return cluster_library(self, **options)
+
+    def duplicates(self, **options: Any) -> list[Any]:
+        """Exact, near-exact and semantic duplicate groups with a suggested keeper; never deletes."""
+        from pixquery.tasks.dedup import find_duplicates
+
+        return find_duplicates(self, **options)

@@ -39,6 +39,13 @@ ModelOpt = Annotated[
                       "or a Hugging Face id. Needed to create an index; an existing index remembers its model."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
+PrecisionOpt = Annotated[
+    str | None,
+    typer.Option("--precision", show_default=False,
+                 help="ONNX models: fp32, int8, int8-static, bf16 or auto (the fastest that passes the parity gate "
+                      "on this CPU). A new index records it ($PIXQUERY_PRECISION, else fp32); for an existing index "
+                      "it sets the query's text tower, where the gate allows."),
+]
 
 
 def _console():
@@ -56,10 +63,10 @@ def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
-def _open(index: Path | None, model: str | None = None):
+def _open(index: Path | None, model: str | None = None, precision: str | None = None):
     from pixquery.api import Library
 
-    return Library.open(index, model=model)
+    return Library.open(index, model=model, precision=precision)
 
 
 @app.command()
@@ -76,6 +83,7 @@ def index(
     hidden: Annotated[bool, typer.Option("--hidden", help="Also index hidden files and folders.")] = False,
     max_megapixels: Annotated[float, typer.Option("--max-megapixels",
                                                   help="Skip larger images (0 disables the limit).")] = 100.0,
+    precision: PrecisionOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Index images under PATHS: new and changed files are embedded, moved files followed, deleted ones removed.
@@ -84,7 +92,7 @@ def index(
     """
     from pixquery.progress import rich_progress
 
-    with _open(index, model) as lib, rich_progress(enabled=not json_out) as progress:
+    with _open(index, model, precision) as lib, rich_progress(enabled=not json_out) as progress:
         report = lib.index(
             paths, include=include or (), exclude=exclude or (), hidden=hidden, batch_size=batch_size,
             workers=workers, max_megapixels=max_megapixels or None, progress=progress,
@@ -115,12 +123,13 @@ def search(
     k: Annotated[int, typer.Option("-k", "--top", min=1, max=10000, help="How many results.")] = 10,
     index: IndexOpt = None,
     model: ModelOpt = None,
+    precision: PrecisionOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Search the index by TEXT, by example --image, or both (their vectors are combined)."""
     if not text and not image:
         _fail('give a text, an --image, or both, e.g. pixquery search "a red bicycle"', code=2)
-    with _open(index, model) as lib:
+    with _open(index, model, precision) as lib:
         hits = lib.search(text=text, images=image or [], k=k)
     if json_out:
         _print_json([h.to_dict() for h in hits])
@@ -252,8 +261,14 @@ def serve(
     run_server(index or default_index_dir(), host=host, port=port, token=token, open_browser=open_browser)
 
 
+def _register_more_commands() -> None:
+    """Commands defined in their own modules register themselves on `app` when imported."""
+    import pixquery.cli_organize  # noqa: F401
+
+
 def main() -> None:
     """Console-script entry point: user errors print one clear line, not a traceback."""
+    _register_more_commands()
     try:
         app()
     except PixqueryError as exc:

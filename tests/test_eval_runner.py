@@ -145,7 +145,10 @@ def test_shapesworld_cir_end_to_end_and_cache(model, shapes_dir: Path, tmp_path:
     # The baselines are always reported, first, and the requested method after them.
     assert list(on_disk["methods"]) == ["image", "text", "sum", "weighted"]
     assert on_disk["methods"]["image"]["baseline"] and not on_disk["methods"]["weighted"]["baseline"]
-    assert on_disk["methods"]["weighted"]["params"] == {"alpha": 0.6, "beta": 0.0}
+    from pixquery.query.compose import method_params
+
+    defaults = {name: p.default for name, p in method_params("weighted").items()}
+    assert on_disk["methods"]["weighted"]["params"] == defaults  # the documented defaults, recorded as run
     assert on_disk["data"]["counts"]["heldout_queries"] == 12
     assert set(on_disk["methods"]["sum"]["groups"]) == {"seen", "heldout"}
     assert on_disk["cache"]["images_embedded"] == 360 and on_disk["cache"]["images_cached"] == 0

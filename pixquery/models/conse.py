@@ -21,14 +21,20 @@ real, meaningful, fully offline model for tests, demos and air-gapped machines; 
 
 Spec: ``conse`` or ``conse:lite0`` / ``conse:lite1`` / ``conse:lite2``. Options: ``variant``, ``top_t``,
 ``templates``, ``temperature``, ``labels`` (a vocabulary file), ``backend`` ("onnx" or "torch", image tower),
-``text_backend`` ("onnx" or "sentence-transformers"), ``threads``, ``cache_dir``.
+``text_backend`` ("onnx" or "sentence-transformers"), ``threads``, ``cache_dir``, ``precision`` (the ONNX image
+tower's: fp32, int8, int8-static, auto, see `pixquery.models.precision`; the MiniLM text tower stays fp32),
+``calibration_images`` and ``calibration_size`` (int8-static's calibration set).
+
+The image tower's session is created on first use, so a text query never loads the classifier.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib
 import os
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +52,17 @@ from pixquery.models.conse_text import (
     TextEncoder,
     legacy_exporter_options,
     load_text_encoder,
+)
+from pixquery.models.precision import (
+    DEFAULT_CALIBRATION_SIZE,
+    PRECISIONS,
+    Feeds,
+    TowerPrecision,
+    fingerprint,
+    parse_precision,
+    session_config,
+    variant_path,
+    variant_signature,
 )
 
 # Defaults chosen by measurement on benchmarks/data/real_photos_queries.json (table in benchmarks/README.md):
@@ -291,13 +308,14 @@ class OnnxImageTower:
 
     backend = "onnx"
 
-    def __init__(self, onnx_path: Path, threads: int | None = None) -> None:
+    def __init__(self, onnx_path: Path, threads: int | None = None, config: dict[str, str] | None = None) -> None:
         import onnxruntime as ort
 
         from pixquery.models.onnx_backend import session_options
 
+        self.path = onnx_path
         self._session = ort.InferenceSession(
-            str(onnx_path), session_options(threads), providers=["CPUExecutionProvider"]
+            str(onnx_path), session_options(threads, config), providers=["CPUExecutionProvider"]
         )
         self._input = self._session.get_inputs()[0].name
 
@@ -330,15 +348,37 @@ def export_image_onnx(variant: Variant, dest: Path) -> Path:
     return dest
 
 
-def load_image_tower(variant: Variant, backend: str, cache_dir: Path, threads: int | None = None):
-    """Build the image tower for `backend` ("onnx": export once and cache, then onnxruntime; "torch")."""
+def image_onnx_path(variant: Variant, cache_dir: Path) -> Path:
+    """The cached fp32 ONNX export of a classifier (exported on first use; needs torch once)."""
+    weights = _weights_path(variant)
+    onnx_path = cache_dir / f"{weights.stem}.onnx"  # the weights file name carries its hash
+    if not onnx_path.is_file():
+        export_image_onnx(variant, onnx_path)
+    return onnx_path
+
+
+def load_image_tower(
+    variant: Variant,
+    backend: str,
+    cache_dir: Path,
+    threads: int | None = None,
+    precision: str = "fp32",
+    calibration: Feeds | None = None,
+    calibration_size: int = DEFAULT_CALIBRATION_SIZE,
+):
+    """Build the image tower for `backend` ("onnx": export once and cache, then onnxruntime; "torch").
+
+    `precision` picks the ONNX graph (a quantised variant is built once next to the export); torch is fp32 only.
+    """
     if backend == "onnx":
-        weights = _weights_path(variant)
-        onnx_path = cache_dir / f"{weights.stem}.onnx"  # the weights file name carries its hash
-        if not onnx_path.is_file():
-            export_image_onnx(variant, onnx_path)
-        return OnnxImageTower(onnx_path, threads)
+        onnx_path = image_onnx_path(variant, cache_dir)
+        root = cache_dir / "precision" / onnx_path.stem
+        options = {"calibration_size": calibration_size} if precision == "int8-static" else None
+        path = variant_path(onnx_path, root, "visual", precision, calibration, options)
+        return OnnxImageTower(path, threads, session_config(precision))
     if backend == "torch":
+        if precision != "fp32":
+            raise ModelError(f"the torch conse image tower runs fp32 only, not {precision}; use backend onnx")
         return TorchImageTower(variant, threads)
     raise ModelError(f"unknown conse backend {backend!r}; use onnx or torch")
 
@@ -359,6 +399,9 @@ class ConSEEncoder:
         text_backend: str = DEFAULT_TEXT_BACKEND,
         threads: int | None = None,
         cache_dir: str | Path | None = None,
+        precision: str | TowerPrecision | None = None,
+        calibration_images: Sequence[str | Path] | None = None,
+        calibration_size: int = DEFAULT_CALIBRATION_SIZE,
     ) -> None:
         if variant not in VARIANTS:
             raise ModelError(f"unknown conse variant {variant!r}; use one of {', '.join(VARIANTS)}")
@@ -381,7 +424,79 @@ class ConSEEncoder:
         self.bank, self.label_bank_path, self.label_bank_from_cache = load_label_bank(
             self.text, self.labels, self.templates, self.cache_dir
         )
-        self.image_tower = load_image_tower(self._variant, backend, self.cache_dir, threads)
+        if backend not in ("onnx", "torch"):  # checked now: the tower itself is only built on first use
+            raise ModelError(f"unknown conse backend {backend!r}; use onnx or torch")
+        self.backend = backend
+        self.threads = threads
+        self.image_precisions = PRECISIONS if backend == "onnx" else ("fp32",)
+        self._requested_precision = parse_precision(precision)
+        self._precision: TowerPrecision | None = None
+        self.calibration_images = list(calibration_images or [])
+        self.calibration_size = int(calibration_size)
+        self._lock = threading.Lock()
+        self._image_tower: Any = None
+
+    # -- precision (image tower only: MiniLM stays fp32) -------------------------------------------------------
+
+    text_precisions = ("fp32",)
+
+    @property
+    def precision(self) -> TowerPrecision:
+        """The image tower's precision (text is always fp32); "auto" is resolved by the parity gate."""
+        if self._precision is None:
+            if self._requested_precision == "auto":
+                from pixquery.models.parity import auto_precision
+
+                self._precision = auto_precision(self)
+            else:
+                assert isinstance(self._requested_precision, TowerPrecision)
+                self._precision = TowerPrecision(image=self._requested_precision.image, text="fp32")
+        return self._precision
+
+    @property
+    def variant_root(self) -> Path:
+        """Where image-tower variants and the gate report are cached."""
+        return self.cache_dir / "precision" / _weights_path(self._variant).stem
+
+    def at_precision(self, precision: TowerPrecision) -> ConSEEncoder:
+        """A sibling at another image precision, sharing the text tower and label bank."""
+        sibling = copy.copy(self)
+        sibling._precision = TowerPrecision(image=precision.image, text="fp32")
+        sibling._lock = threading.Lock()
+        sibling._image_tower = None
+        return sibling
+
+    def gate_fingerprint(self) -> dict[str, Any]:
+        """What the parity gate's verdict depends on: the fp32 export and how vectors are mixed from it."""
+        return {
+            "visual": fingerprint(image_onnx_path(self._variant, self.cache_dir)) if self.backend == "onnx" else {},
+            "label_bank": label_bank_key(self.labels, self.templates),
+            "top_t": self.top_t,
+            "temperature": self.temperature,
+            "variants": variant_signature(),
+        }
+
+    def _calibration_feeds(self) -> Any:
+        from pixquery.models.probes import calibration_images
+
+        for image in calibration_images(self.calibration_size, self.calibration_images):
+            yield {"pixels": self.preprocess(image)[None]}
+
+    @property
+    def image_tower(self) -> Any:
+        """The classifier, created on first use (a text query never needs it)."""
+        with self._lock:
+            if self._image_tower is None:
+                self._image_tower = load_image_tower(
+                    self._variant,
+                    self.backend,
+                    self.cache_dir,
+                    self.threads,
+                    self.precision.image,
+                    self._calibration_feeds,
+                    self.calibration_size,
+                )
+            return self._image_tower
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         """One RGB image -> (3, S, S) float32 classifier input (thread-safe, numpy/PIL only)."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from pixquery.models.base import ModelError
 from pixquery.models.onnx_backend import OnnxEncoder
+from pixquery.models.precision import variant_root
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data" / "mini"
 """Where the package keeps the trained mini model."""
@@ -28,7 +29,7 @@ def resolve_dir(rest: str) -> Path:
                 f"the shipped mini model is missing from {SHIPPED_DIR}; reinstall pixquery or train one with "
                 "`pixquery train-mini DIR` and use --model mini:DIR"
             )
-        raise ModelError(f"{directory} holds no mini model (expected config.json, visual/ and textual/ there)")
+        raise ModelError(f"{directory} holds no mini model (expected config.json, visual/, textual/ there)")
     return directory
 
 
@@ -36,4 +37,9 @@ def load(rest: str, threads: int | None = None, **options: Any) -> OnnxEncoder:
     """`mini` (shipped weights) or `mini:DIR` (a model trained by `pixquery train-mini DIR`)."""
     directory = resolve_dir(rest)
     name = f"mini:{rest}" if rest.strip() else "mini"
-    return OnnxEncoder(name, directory, threads=threads, providers=options.get("providers"))
+    if not rest.strip() and "variant_dir" not in options:
+        # The shipped model sits in the package, which may be read-only: its precision variants go to the
+        # cache.
+        options = {**options, "variant_dir": variant_root(directory, in_cache=True)}
+    keys = ("providers", "precision", "variant_dir", "calibration_images", "calibration_size", "fast_load")
+    return OnnxEncoder(name, directory, threads=threads, **{k: options[k] for k in keys if k in options})

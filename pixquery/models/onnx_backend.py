@@ -12,6 +12,10 @@ Layout (what immich's exporter writes, and what `pixquery export-onnx` writes):
 Published immich exports have a fixed batch of 1; the graph says so and the encoder then loops one row at a
 time. A text graph with a dynamic sequence axis (our CLIP exports) runs each query at its real token length.
 
+`precision` picks which graph of each tower runs: the fp32 export, or an int8 variant built from it once
+(`pixquery.models.precision`); "auto" takes the fastest variant that passes the parity gate on this CPU.
+Tower sessions are created on first use, so a text query never loads the image tower.
+
 This module never imports torch, transformers or open_clip, directly or indirectly: it is what queries run.
 """
 
@@ -20,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,16 @@ from PIL import Image
 
 from pixquery.models.base import ModelError, l2_normalize
 from pixquery.models.families import Family, detect_family, text_clean_mode
+from pixquery.models.precision import (
+    DEFAULT_CALIBRATION_SIZE,
+    PRECISIONS,
+    TowerPrecision,
+    load_ready,
+    parse_precision,
+    session_config,
+    variant_path,
+    variant_root,
+)
 from pixquery.models.preprocess import ImagePreprocessor, load_preprocess_cfg
 from pixquery.models.tokenize import TextTokenizer
 
@@ -60,8 +74,9 @@ def read_json(path: Path) -> dict[str, Any]:
     return value
 
 
-def session_options(threads: int | None = None) -> Any:
-    """onnxruntime options: `threads` intra-op threads (default: every core), full graph optimisation."""
+def session_options(threads: int | None = None, config: dict[str, str] | None = None) -> Any:
+    """onnxruntime options: `threads` intra-op threads (default: every core), full graph optimisation, and
+    `config` session entries (e.g. a precision's fast-math switch)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -71,6 +86,8 @@ def session_options(threads: int | None = None) -> Any:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     # Decoding threads run beside the model while indexing; spinning idle ORT workers would steal their cores.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(key, value)
     return options
 
 
@@ -80,14 +97,20 @@ _NUMPY_TYPES = {"tensor(int32)": np.int32, "tensor(int64)": np.int64, "tensor(fl
 class OnnxTower:
     """One ONNX graph (image or text tower) and what its inputs accept."""
 
-    def __init__(self, path: Path, threads: int | None, providers: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        threads: int | None,
+        providers: Sequence[str] | None = None,
+        config: dict[str, str] | None = None,
+    ) -> None:
         import onnxruntime as ort
 
         self.path = path
         try:
             self.session = ort.InferenceSession(
                 str(path),
-                sess_options=session_options(threads),
+                sess_options=session_options(threads, config),
                 providers=list(providers or ["CPUExecutionProvider"]),
             )
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/NoSuchFile classes
@@ -166,10 +189,22 @@ class OnnxEncoder:
         threads: int | None = None,
         providers: Sequence[str] | None = None,
         batch: str = "fixed",
+        precision: str | TowerPrecision | None = None,
+        variant_dir: Path | None = None,
+        calibration_images: Sequence[str | Path] | None = None,
+        calibration_size: int = DEFAULT_CALIBRATION_SIZE,
+        fast_load: bool = True,
     ) -> None:
         """`batch`: "fixed" runs a batch-1 image graph one image at a time; "auto" first tries to declare its
         batch axis dynamic and keeps that only when proven equal (onnx_batch; measured useless on immich's
-        and transformers' exports, whose batch is folded into constants, hence not the default)."""
+        and transformers' exports, whose batch is folded into constants, hence not the default).
+
+        `precision`: see the module docstring (None reads $PIXQUERY_PRECISION, else fp32). `variant_dir`: where
+        variants and the gate report are cached (default: `precision/` in the model directory, or the user
+        cache when that is read-only). `calibration_images`: image files int8-static calibrates on
+        (`calibration_size` of them; default: demo photos and ShapesWorld scenes). `fast_load`: open the text
+        tower from a cached fast-loading copy (`precision.load_ready`; costs one copy of its weights on disk).
+        """
         if batch not in ("auto", "fixed"):
             raise ModelError(f"batch must be 'auto' or 'fixed', got {batch!r}")
         self.batch_policy = batch
@@ -177,6 +212,12 @@ class OnnxEncoder:
         self.model_dir = Path(model_dir)
         self.threads = threads
         self.providers = providers
+        self._requested_precision = parse_precision(precision)
+        self._precision: TowerPrecision | None = None
+        self.variant_root = Path(variant_dir) if variant_dir else variant_root(self.model_dir)
+        self.calibration_images = list(calibration_images or [])
+        self.calibration_size = int(calibration_size)
+        self.fast_load = fast_load
         missing = [rel for rel in LAYOUT_FILES if not (self.model_dir / rel).is_file()]
         if missing:
             raise ModelError(
@@ -203,12 +244,95 @@ class OnnxEncoder:
             raise ModelError(f"{self.model_dir / 'config.json'} lacks a positive integer 'embed_dim'")
         return dim
 
+    # -- precision ------------------------------------------------------------------------------------------
+
+    image_precisions = PRECISIONS
+    text_precisions = PRECISIONS
+    """The precisions each tower can be built at (the parity gate tries these)."""
+
+    @property
+    def precision(self) -> TowerPrecision:
+        """The precision each tower runs at; "auto" is resolved here (the gate's cached choice, or a gate run)."""
+        if self._precision is None:
+            if self._requested_precision == "auto":
+                from pixquery.models.parity import auto_precision
+
+                self._precision = auto_precision(self)
+            else:
+                assert isinstance(self._requested_precision, TowerPrecision)
+                self._precision = self._requested_precision
+        return self._precision
+
+    def at_precision(self, precision: TowerPrecision) -> OnnxEncoder:
+        """A sibling encoder over the same model at another precision (sharing the variant cache)."""
+        return OnnxEncoder(
+            self.name,
+            self.model_dir,
+            threads=self.threads,
+            providers=self.providers,
+            batch=self.batch_policy,
+            precision=precision,
+            variant_dir=self.variant_root,
+            calibration_images=self.calibration_images,
+            calibration_size=self.calibration_size,
+            fast_load=self.fast_load,
+        )
+
+    def gate_fingerprint(self) -> dict[str, Any]:
+        """What the parity gate's cached verdict depends on: the fp32 graphs (size, mtime), how variants are built."""
+        from pixquery.models.precision import fingerprint, variant_signature
+
+        sources = {tower: fingerprint(self.model_dir / tower / "model.onnx") for tower in ("visual", "textual")}
+        return {**sources, "variants": variant_signature()}
+
+    def _tower_file(self, tower: str, precision: str) -> Path:
+        source = self.model_dir / tower / "model.onnx"
+        feeds = self._image_feeds if tower == "visual" else self._text_feeds
+        # Recorded with the variant, so another calibration set builds it again.
+        calibration = {"calibration_size": self.calibration_size, "calibration_files": len(self.calibration_images)}
+        options = calibration if precision == "int8-static" else None
+        graph = variant_path(source, self.variant_root, tower, precision, calibration=feeds, options=options)
+        if tower == "textual" and self.fast_load:
+            # A query's latency is mostly opening this session: keep a copy that opens several times faster.
+            return load_ready(graph, self.variant_root, f"{tower}-{precision}")
+        return graph
+
+    def _image_feeds(self) -> Iterator[dict[str, np.ndarray]]:
+        """Calibration inputs for int8-static: one preprocessed image per feed (any batch axis accepts 1)."""
+        from pixquery.models.probes import calibration_images
+
+        for image in calibration_images(self.calibration_size, self.calibration_images):
+            yield {"image": self.preprocess(image)[None]}
+
+    def _text_feeds(self) -> Iterator[dict[str, np.ndarray]]:
+        """Calibration inputs for int8-static: one caption per feed, at real length where the graph allows."""
+        from pixquery.models.probes import calibration_texts
+
+        # The variant does not exist yet, so the fp32 graph says what the inputs are (a one-off cost).
+        tower = OnnxTower(self.model_dir / "textual" / "model.onnx", self.threads, self.providers)
+        tokenizer, family = self._text_parts(tower)
+        pad_to = 0 if _real_length(tower, family) else None
+        for text in calibration_texts(self.calibration_size):
+            tokens = tokenizer.encode([text], pad_to=pad_to)
+            yield {
+                name: (tokens.attention_mask if name == "attention_mask" else tokens.ids).astype(
+                    tower.numpy_type(name)
+                )
+                for name in tower.input_names
+            }
+
     # -- towers ---------------------------------------------------------------------------------------------
 
     def _visual_tower(self) -> OnnxTower:
         with self._lock:
             if self._visual is None:
-                tower = OnnxTower(self.model_dir / "visual" / "model.onnx", self.threads, self.providers)
+                image_precision = self.precision.image
+                tower = OnnxTower(
+                    self._tower_file("visual", image_precision),
+                    self.threads,
+                    self.providers,
+                    session_config(image_precision),
+                )
                 image_input = tower.input_names[0]
                 for axis in (2, 3):
                     fixed = tower.dim_size(image_input, axis)
@@ -227,26 +351,34 @@ class OnnxEncoder:
     def _text_tower(self) -> tuple[OnnxTower, TextTokenizer, Family]:
         with self._lock:
             if self._textual is None:
-                tower = OnnxTower(self.model_dir / "textual" / "model.onnx", self.threads, self.providers)
-                family = detect_family(self.config, tower.input_names)
-                unknown = [n for n in tower.input_names if n not in ("text", "input_ids", "attention_mask")]
-                if unknown:
-                    raise ModelError(
-                        f"{tower.path} has text inputs {unknown} this loader does not know how to feed"
-                    )
-                text_cfg = self.config.get("text_cfg") or {}
-                graph_length = tower.dim_size(tower.input_names[0], 1)
-                context_length = graph_length or int(text_cfg.get("context_length", family.context_length))
-                self._tokenizer = TextTokenizer.from_dir(
-                    self.model_dir / "textual",
-                    context_length=context_length,
-                    default_pad_token=family.pad_token,
-                    clean=text_clean_mode(self.config, family),
+                text_precision = self.precision.text
+                tower = OnnxTower(
+                    self._tower_file("textual", text_precision),
+                    self.threads,
+                    self.providers,
+                    session_config(text_precision),
                 )
-                self._family = family
+                self._tokenizer, self._family = self._text_parts(tower)
                 self._textual = tower
             assert self._tokenizer is not None and self._family is not None
             return self._textual, self._tokenizer, self._family
+
+    def _text_parts(self, tower: OnnxTower) -> tuple[TextTokenizer, Family]:
+        """The tokenizer and family a text graph's inputs call for."""
+        family = detect_family(self.config, tower.input_names)
+        unknown = [n for n in tower.input_names if n not in ("text", "input_ids", "attention_mask")]
+        if unknown:
+            raise ModelError(f"{tower.path} has text inputs {unknown} this loader does not know how to feed")
+        text_cfg = self.config.get("text_cfg") or {}
+        graph_length = tower.dim_size(tower.input_names[0], 1)
+        context_length = graph_length or int(text_cfg.get("context_length", family.context_length))
+        tokenizer = TextTokenizer.from_dir(
+            self.model_dir / "textual",
+            context_length=context_length,
+            default_pad_token=family.pad_token,
+            clean=text_clean_mode(self.config, family),
+        )
+        return tokenizer, family
 
     @property
     def family(self) -> Family:
@@ -289,8 +421,7 @@ class OnnxEncoder:
     def runs_at_real_length(self) -> bool:
         """Whether queries run at their real token length (dynamic sequence axis, pooling that allows it)."""
         tower, _, family = self._text_tower()
-        dynamic = tower.dim_size(tower.input_names[0], 1) is None
-        return dynamic and (family.causal_text or "attention_mask" in tower.input_names)
+        return _real_length(tower, family)
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts; (n, dim) float32 unit rows."""
@@ -321,6 +452,18 @@ class OnnxEncoder:
         return out
 
 
+def _real_length(tower: OnnxTower, family: Family) -> bool:
+    """A dynamic sequence axis and pooling that ignores what follows the real tokens (causal, or masked)."""
+    dynamic = tower.dim_size(tower.input_names[0], 1) is None
+    return dynamic and (family.causal_text or "attention_mask" in tower.input_names)
+
+
+def _encoder_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The registry options an OnnxEncoder takes (the rest belong to the spec's resolver)."""
+    keys = ("providers", "batch", "precision", "variant_dir", "calibration_images", "calibration_size", "fast_load")
+    return {key: options[key] for key in keys if key in options}
+
+
 def _optional_float(config: dict[str, Any], key: str, path: Path) -> float | None:
     value = config.get(key)
     if value is None:
@@ -337,13 +480,7 @@ def load(rest: str, threads: int | None = None, **options: Any) -> OnnxEncoder:
     path = Path(rest).expanduser()
     if not path.is_dir():
         raise ModelError(f"onnx model directory {path} does not exist")
-    return OnnxEncoder(
-        f"onnx:{rest}",
-        path,
-        threads=threads,
-        providers=options.get("providers"),
-        batch=options.get("batch", "fixed"),
-    )
+    return OnnxEncoder(f"onnx:{rest}", path, threads=threads, **_encoder_options(options))
 
 
 def load_immich(rest: str, threads: int | None = None, **options: Any) -> OnnxEncoder:
@@ -364,10 +501,4 @@ def load_immich(rest: str, threads: int | None = None, **options: Any) -> OnnxEn
         revision=options.get("revision"),
         cache_name=name,
     )
-    return OnnxEncoder(
-        f"immich:{name}",
-        model_dir,
-        threads=threads,
-        providers=options.get("providers"),
-        batch=options.get("batch", "fixed"),
-    )
+    return OnnxEncoder(f"immich:{name}", model_dir, threads=threads, **_encoder_options(options))

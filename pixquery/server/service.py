@@ -148,7 +148,7 @@ class IndexService:
         if self._status is None or self._status[1] != key or now - self._status[0] > STATUS_TTL_S:
             with self.pool.borrow() as library:
                 info = library.info()
-            public = {k: v for k, v in info.items() if k not in ("index", "errors", "skipped")}
+            public = {k: v for k, v in info.items() if k not in ("index", "errors", "skipped", "roots")}
             public["errors"] = len(info["errors"])
             public["skipped"] = len(info["skipped"])
             self._status = (now, key, public)

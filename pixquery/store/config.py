@@ -49,6 +49,12 @@ class IndexConfig:
         except TypeError as exc:
             raise IndexFormatError(f"{path} has unexpected fields: {exc}") from None
 
+    def record_precision(self, precision: Any) -> None:
+        """Record the precision the towers run at (a `TowerPrecision`; None, for a torch model, is fp32), so that
+        later runs embed images alike and only search with text vectors the parity gate allows."""
+        record = precision.to_dict() if precision is not None else {"image": "fp32", "text": "fp32"}
+        self.extra["precision"] = record
+
     def check_model(self, model: str | None, directory: Path) -> None:
         """Refuse to open an index with another model than the one that built it."""
         from pixquery.models.registry import canonical_spec

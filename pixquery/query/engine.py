@@ -1,0 +1,390 @@
+"""Run a `QuerySpec` against an index: embed, compose, search (filters inside), post-process.
+
+The flow of one query:
+
+1. filters -> SQL over the catalog -> allowed ids, handed *into* the vector search;
+2. texts (long ones split and combined) and images -> vectors -> a composition method -> one query vector;
+   negatives in "subtract" mode move that vector;
+3. one `VectorStore.search` for k results, or for a candidate pool when a re-ranker needs one
+   (α-QE searches twice);
+4. on the pool, optionally: database-side augmentation, gallery-side caption mixing, penalty negatives,
+   hubness reduction (QB-Norm, CSLS); then the calibrated relevance cut-off, MMR diversity and the date sort.
+
+A plain text query costs the text encode and one matrix product; everything that needs more (a vocabulary, a
+query bank, collection statistics) is computed once and cached (`pixquery.query.embedcache`).
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pixquery.errors import QueryError
+from pixquery.media.decode import ImageDecodeError, open_image
+from pixquery.models.base import Encoder
+from pixquery.query import negatives as neg
+from pixquery.query import rerank as rr
+from pixquery.query.compose import ComposeInput, Composition, compose
+from pixquery.query.cutoff import CutoffRule, match_mask, parse_cutoff
+from pixquery.query.embedcache import all_vectors, cached_text_embeddings, calibration_sample, store_cached
+from pixquery.query.filters import compile_filters
+from pixquery.query.longtext import encode_texts
+from pixquery.query.rewrite import Captioner, Reference, Rewriter
+from pixquery.query.spec import QuerySpec, WeightedImage, WeightedText
+from pixquery.store.base import VectorStore
+from pixquery.store.catalog import Catalog, FileRow
+
+MIN_POOL = 100
+POOL_FACTOR = 4
+BANK_SIZE = 1024
+"""Query-bank size for collection statistics: enough for stable per-item statistics, small enough to stay fast."""
+
+
+@dataclass
+class Hit:
+    """One search result."""
+
+    id: int
+    path: str
+    score: float
+    row: FileRow
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: id, path, score and the photo's metadata."""
+        return {"id": self.id, "path": self.path, "score": round(float(self.score), 6), **_metadata(self.row)}
+
+
+def _metadata(row: FileRow) -> dict[str, Any]:
+    keys = ("width", "height", "format", "taken_at", "camera_make", "camera_model", "gps_lat", "gps_lon")
+    return {k: getattr(row, k) for k in keys}
+
+
+@dataclass
+class SearchContext:
+    """What a query runs against, and the optional resources some methods use.
+
+    Attributes:
+        encoder, store, catalog: the index.
+        captioner, rewriter: plugins for the `rewrite` and `pdv` methods (see `pixquery.query.rewrite`).
+        vocabulary: words for the inversion method and the default query bank (list or file; None = shipped).
+        query_bank: texts of typical queries for hubness reduction and the "bank" cut-off (None = the
+            vocabulary in the template "a photo of a {}").
+        caption_store: caption vectors of the collection under the same ids (WeiMoCIR's gallery side, `beta`).
+    """
+
+    encoder: Encoder
+    store: VectorStore
+    catalog: Catalog
+    captioner: Captioner | None = None
+    rewriter: Rewriter | None = None
+    vocabulary: list[str] | str | None = None
+    query_bank: list[str] | None = None
+    caption_store: VectorStore | None = None
+
+
+@dataclass
+class QueryOutcome:
+    """Hits plus what the engine decided on the way (method run, words or captions found, cut-off)."""
+
+    hits: list[Hit]
+    method: str
+    vector: np.ndarray
+    notes: dict[str, Any] = field(default_factory=dict)
+    matches: int | None = None
+    """With a cut-off: how many candidates were judged matches (before truncation to k)."""
+
+
+# --- embedding ---------------------------------------------------------------------------------------------------
+
+
+def embed_images(items: list[WeightedImage], ctx: SearchContext) -> np.ndarray:
+    """Vectors of query images: stored vectors for catalog ids, freshly embedded files and uploads otherwise."""
+    vectors = []
+    for item in items:
+        if item.catalog_id is not None:
+            try:
+                vectors.append(ctx.store.get(np.array([item.catalog_id]))[0])
+            except KeyError:
+                raise QueryError(f"no indexed image has id {item.catalog_id}") from None
+            continue
+        try:
+            image = item.image if item.image is not None else open_image(item.path)
+        except ImageDecodeError as exc:
+            raise QueryError(f"cannot read query image {item.path}: {exc}") from None
+        vectors.append(ctx.encoder.encode_images([image])[0])
+    if not vectors:
+        return np.zeros((0, ctx.encoder.dim), np.float32)
+    return np.array(vectors, np.float32).reshape(len(items), -1)
+
+
+def _references(items: list[WeightedImage], vectors: np.ndarray, ctx: SearchContext) -> list[Reference]:
+    refs = []
+    for item, vector in zip(items, vectors, strict=True):
+        path = item.path
+        if item.catalog_id is not None:
+            row = ctx.catalog.get(item.catalog_id)
+            path = row.path if row is not None else None
+        refs.append(Reference(vector, path, item.image))
+    return refs
+
+
+def _weights(items: list[WeightedText] | list[WeightedImage]) -> np.ndarray:
+    return np.array([float(i.weight) for i in items], np.float32)
+
+
+def compose_query(spec: QuerySpec, ctx: SearchContext) -> Composition:
+    """The composed query vector of the spec's positive parts (negatives not applied)."""
+    long_text = bool(spec.params.get("long_text", True))
+
+    def encode(texts: list[str]) -> np.ndarray:
+        return encode_texts(ctx.encoder, texts, long_text)
+
+    texts = [t.text for t in spec.texts]
+    image_vectors = embed_images(spec.images, ctx)
+    inp = ComposeInput(
+        encoder=ctx.encoder,
+        encode_texts=encode,
+        texts=texts,
+        text_vectors=encode(texts) if texts else None,
+        text_weights=_weights(spec.texts),
+        image_vectors=image_vectors if len(image_vectors) else None,
+        image_weights=_weights(spec.images),
+        references=_references(spec.images, image_vectors, ctx),
+        captioner=ctx.captioner,
+        rewriter=ctx.rewriter,
+        vocabulary=ctx.vocabulary,
+    )
+    return compose(spec.method, inp, spec.params)
+
+
+def _negatives(spec: QuerySpec, ctx: SearchContext) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors of the negatives and their λ (negative_scale × weight)."""
+    parts = []
+    if spec.negative_texts:
+        parts.append(encode_texts(ctx.encoder, [t.text for t in spec.negative_texts]))
+    if spec.negative_images:
+        parts.append(embed_images(spec.negative_images, ctx))
+    if not parts:
+        return np.zeros((0, ctx.encoder.dim), np.float32), np.zeros(0, np.float32)
+    scale = float(spec.params.get("negative_scale", neg.DEFAULT_SCALE[spec.negative_mode]))
+    weights = np.concatenate([_weights(spec.negative_texts), _weights(spec.negative_images)])
+    return np.concatenate(parts).astype(np.float32), scale * weights
+
+
+def query_vector(spec: QuerySpec, ctx: SearchContext) -> np.ndarray:
+    """The final query vector: the composition, moved away from the negatives in "subtract" mode."""
+    vector = compose_query(spec, ctx).vector
+    if spec.negative_mode == "subtract":
+        negatives, lambdas = _negatives(spec, ctx)
+        vector = neg.subtract(vector, negatives, lambdas)
+    return vector
+
+
+# --- collection statistics ---------------------------------------------------------------------------------------
+
+
+def _bank(ctx: SearchContext, images_only: bool) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """The query bank: stored images for image-only queries (self-matches masked), texts otherwise."""
+    if images_only:
+        ids, vectors = calibration_sample(ctx.store, BANK_SIZE, seed=1)
+        return vectors, ids, "images"
+    if ctx.query_bank:
+        texts = list(ctx.query_bank)
+        if len(texts) > BANK_SIZE:
+            texts = [texts[i] for i in np.linspace(0, len(texts) - 1, BANK_SIZE).astype(int)]
+        return cached_text_embeddings(ctx.encoder, texts, kind="bank"), None, f"bank:{hash(tuple(texts))}"
+    from pixquery.query.inversion import load_vocabulary, vocabulary_embeddings
+
+    words = load_vocabulary(ctx.vocabulary)
+    vectors = vocabulary_embeddings(ctx.encoder, words)
+    if len(vectors) > BANK_SIZE:
+        vectors = vectors[np.linspace(0, len(vectors) - 1, BANK_SIZE).astype(int)]
+    return vectors, None, f"vocab:{hash(tuple(words))}"
+
+
+def bank_stats(ctx: SearchContext, images_only: bool, options: dict[str, Any]) -> rr.BankStats:
+    """Per-item query-bank statistics of the whole collection, cached per store content and bank."""
+    beta, k = rr.option(options, "beta"), int(rr.option(options, "csls_k"))
+    bank, bank_ids, bank_key = _bank(ctx, images_only)
+
+    def build() -> rr.BankStats:
+        ids, vectors = all_vectors(ctx.store)
+        return rr.bank_statistics(ids, vectors, bank, beta, k, bank_ids)
+
+    return store_cached(ctx.store, ("bank", bank_key, beta, k), build)
+
+
+# --- the query -----------------------------------------------------------------------------------------------------
+
+
+_allowed_cache: weakref.WeakKeyDictionary[Catalog, dict[Any, tuple[Any, np.ndarray]]] = weakref.WeakKeyDictionary()
+
+
+def _catalog_version(catalog: Catalog) -> tuple[int, int]:
+    """Changes whenever the catalog changes: SQLite's data_version (other connections) and our own changes."""
+    return int(catalog.db.execute("PRAGMA data_version").fetchone()[0]), int(catalog.db.total_changes)
+
+
+def _allowed_ids(spec: QuerySpec, ctx: SearchContext) -> np.ndarray | None:
+    """Ids the filters allow; repeated filters (a user paging or refining the text) reuse the last answer
+    while the catalog is unchanged, since reading many ids from SQLite costs more than the search."""
+    compiled = compile_filters(spec.filters)
+    if compiled.empty:
+        return None
+    key = (compiled.where, compiled.params)
+    version = _catalog_version(ctx.catalog)
+    try:
+        slot = _allowed_cache.setdefault(ctx.catalog, {})
+    except TypeError:
+        slot = {}
+    hit = slot.get(key)
+    if hit is not None and hit[0] == version:
+        return hit[1]
+    allowed = np.asarray(ctx.catalog.select_ids(compiled.where, compiled.params), np.int64)
+    if len(slot) > 32:
+        slot.clear()
+    slot[key] = (version, allowed)
+    return allowed
+
+
+def _search(ctx: SearchContext, vector: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, ...]:
+    scores, ids = ctx.store.search(vector[None, :], k, allowed_ids=allowed)
+    keep = ids[0] >= 0
+    return scores[0][keep].astype(np.float32), ids[0][keep]
+
+
+def _pool_size(spec: QuerySpec, needs_pool: bool) -> int:
+    if not needs_pool:
+        return spec.k
+    return int(spec.rerank.pool or max(POOL_FACTOR * spec.k, MIN_POOL))
+
+
+def run_query(spec: QuerySpec, ctx: SearchContext) -> QueryOutcome:
+    """Run a query; returns the hits (best first, or by date) and what the engine decided on the way."""
+    spec.validate()
+    rule = parse_cutoff(spec.cutoff)
+    allowed = _allowed_ids(spec, ctx)
+    composition = compose_query(spec, ctx)
+    notes = dict(composition.notes)
+    method = notes.pop("method", spec.method)
+    q = composition.vector
+    negatives, lambdas = _negatives(spec, ctx)
+    if spec.negative_mode == "subtract":
+        q = neg.subtract(q, negatives, lambdas)
+    if allowed is not None and len(allowed) == 0:
+        return QueryOutcome([], method, q, notes, 0 if rule else None)
+
+    options = spec.rerank.options
+    beta = composition.gallery_text_weight if ctx.caption_store is not None else 0.0
+    penalise = spec.negative_mode == "penalty" and len(negatives) > 0
+    needs_pool = spec.rerank.active or penalise or beta > 0
+    pool = _pool_size(spec, needs_pool)
+
+    if spec.rerank.expansion == "aqe":
+        m = int(rr.option(options, "aqe_m"))
+        top_scores, top_ids = _search(ctx, q, m, allowed)
+        if len(top_ids):
+            q = rr.alpha_qe(q, ctx.store.get(top_ids), top_scores, rr.option(options, "aqe_alpha"))
+    scores, ids = _search(ctx, q, pool, allowed)
+    vectors = ctx.store.get(ids) if (needs_pool and len(ids)) else None
+
+    if beta > 0 and vectors is not None:
+        scores = (1.0 - beta) * scores + beta * (_caption_vectors(ctx, ids, vectors) @ q)
+    if penalise and vectors is not None:
+        taus, scales = _penalty_calibration(spec, ctx, q, negatives)
+        scores = neg.penalty(scores, vectors, negatives, lambdas, taus, scales)
+    calibrated = scores.copy()
+    if spec.rerank.expansion == "dba" and vectors is not None:
+        scores = _dba_scores(ctx, q, vectors, options)
+    if spec.rerank.hubness and len(ids):
+        stats = bank_stats(ctx, images_only=not spec.texts, options=options)
+        if spec.rerank.hubness == "qbnorm":
+            scores = rr.qbnorm(scores, ids, stats)
+        else:
+            scores = rr.csls(scores, ids, stats, int(rr.option(options, "csls_k")))
+
+    order = np.lexsort((ids, -scores))
+    scores, ids, calibrated = scores[order], ids[order], calibrated[order]
+    vectors = vectors[order] if vectors is not None else None
+    matches = None
+    if rule is not None and len(ids):
+        keep = _cutoff_mask(rule, spec, ctx, q, ids, calibrated)
+        matches = int(keep.sum())
+        scores, ids = scores[keep], ids[keep]
+        vectors = vectors[keep] if vectors is not None else None
+        notes["cutoff"] = {"rule": rule.rule, "value": rule.value}
+    if spec.rerank.diversity > 0 and vectors is not None and len(ids):
+        picked = rr.mmr(scores, vectors, spec.k, spec.rerank.diversity)
+        scores, ids = scores[picked], ids[picked]
+    scores, ids = scores[: spec.k], ids[: spec.k]
+    hits = hits_from(scores, ids, ctx.catalog)
+    if spec.sort == "date":
+        hits = sort_by_date(hits)
+    return QueryOutcome(hits, method, q, notes, matches)
+
+
+def execute(spec: QuerySpec, ctx: SearchContext) -> list[Hit]:
+    """Run a query and return hits, best first (or by date taken with sort="date")."""
+    return run_query(spec, ctx).hits
+
+
+def _caption_vectors(ctx: SearchContext, ids: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """Caption vectors of the pool; an item without one keeps its image vector (so β leaves it unchanged)."""
+    out = fallback.copy()
+    for row, i in enumerate(ids.tolist()):
+        try:
+            out[row] = ctx.caption_store.get(np.array([i]))[0]
+        except KeyError:
+            continue
+    return out
+
+
+def _penalty_calibration(
+    spec: QuerySpec, ctx: SearchContext, q: np.ndarray, negatives: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(τ, c) of each negative: fixed with `negative_tau`, else calibrated on the collection sample."""
+    if "negative_tau" in spec.params:
+        return np.full(len(negatives), float(spec.params["negative_tau"]), np.float32), np.ones(len(negatives))
+    _, sample = calibration_sample(ctx.store)
+    return neg.calibrate(q, negatives, sample, float(spec.params.get("negative_z", neg.TAU_Z)))
+
+
+def _dba_scores(ctx: SearchContext, q: np.ndarray, vectors: np.ndarray, options: dict[str, Any]) -> np.ndarray:
+    """Scores of the pool after database-side augmentation of each candidate with its stored neighbours."""
+    m = int(rr.option(options, "dba_m"))
+    nb_scores, nb_ids = ctx.store.search(vectors, m)
+    flat = nb_ids.reshape(-1)
+    unique = np.unique(flat[flat >= 0])
+    lookup = dict(zip(unique.tolist(), ctx.store.get(unique), strict=True))
+    dim = vectors.shape[1]
+    nb_vectors = np.array([[lookup.get(int(i), np.zeros(dim, np.float32)) for i in row] for row in nb_ids], np.float32)
+    nb_scores = np.where(nb_ids >= 0, nb_scores, 0.0)
+    return (rr.dba(nb_vectors, nb_scores, rr.option(options, "aqe_alpha")) @ q).astype(np.float32)
+
+
+def _cutoff_mask(
+    rule: CutoffRule, spec: QuerySpec, ctx: SearchContext, q: np.ndarray, ids: np.ndarray, scores: np.ndarray
+) -> np.ndarray:
+    _, sample = calibration_sample(ctx.store)
+    sample_scores = sample @ q
+    if not rule.needs_bank:
+        return match_mask(rule, scores, sample_scores)
+    stats = bank_stats(ctx, images_only=not spec.texts, options=spec.rerank.options)
+    rows = stats.rows(ids)
+    return match_mask(rule, scores, sample_scores, stats.mean[rows], stats.std[rows])
+
+
+def sort_by_date(hits: list[Hit]) -> list[Hit]:
+    """Hits ordered by date taken, oldest first; hits without a date keep their order after the dated ones."""
+    dated = sorted((h for h in hits if h.row.taken_at), key=lambda h: h.row.taken_at)
+    return dated + [h for h in hits if not h.row.taken_at]
+
+
+def hits_from(scores: np.ndarray, ids: np.ndarray, catalog: Catalog) -> list[Hit]:
+    """Join ranked ids with their catalog rows (dropping padding)."""
+    valid = [(int(i), float(s)) for i, s in zip(ids, scores, strict=True) if i >= 0]
+    rows = catalog.get_many(i for i, _ in valid)
+    return [Hit(i, rows[i].path, s, rows[i]) for i, s in valid if i in rows]

@@ -1,0 +1,128 @@
+"""Texts longer than the text tower's context (77 tokens for CLIP): split into sentences, embed each, combine.
+
+A CLIP-style text tower silently truncates at its context length, so the end of a long description would be
+ignored. Instead a long text is cut at sentence boundaries (then at commas, then into word windows when a single
+sentence is still too long), consecutive pieces are packed into chunks that fit, each chunk is embedded, and the
+text's vector is the token-weighted mean of the chunk vectors, renormalised. Texts that fit are embedded as they
+are, in one batch, so short queries pay nothing.
+
+Token counts come from the encoder when it can tell them (`count_tokens(texts)` or `token_lengths(texts)`, on
+the encoder or its `tokenizer`), otherwise from a word-count estimate that errs on the long side (CLIP's BPE
+averages about 1.3 tokens per English word).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from pixquery.models.base import Encoder, l2_normalize
+
+DEFAULT_CONTEXT = 77
+SPECIAL_TOKENS = 2  # start and end of text
+TOKENS_PER_WORD = 1.35
+
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
+_CLAUSE_END = re.compile(r"(?<=,)\s+")
+
+
+def context_length(encoder: Encoder) -> int:
+    """The encoder's text context in tokens (special tokens included); 77 when it does not say."""
+    for owner in (encoder, getattr(encoder, "tokenizer", None)):
+        value = getattr(owner, "context_length", None)
+        if isinstance(value, int) and value > SPECIAL_TOKENS:
+            return value
+    return DEFAULT_CONTEXT
+
+
+def estimate_tokens(text: str) -> int:
+    """Token count estimate for BPE tokenizers (special tokens included), rounded up."""
+    words = len(re.findall(r"\w+|[^\w\s]", text))
+    return SPECIAL_TOKENS + math.ceil(TOKENS_PER_WORD * words)
+
+
+def token_counts(encoder: Encoder, texts: Sequence[str]) -> list[int]:
+    """Token counts of texts, special tokens included, from the encoder's tokenizer where it exposes one.
+
+    Counts from a truncating tokenizer are capped at the context length; a capped count is read as "too long".
+    """
+    for counter in (
+        getattr(encoder, "count_tokens", None),
+        getattr(encoder, "token_lengths", None),
+        getattr(getattr(encoder, "tokenizer", None), "token_lengths", None),
+    ):
+        if callable(counter):
+            return [int(n) for n in counter(list(texts))]
+    return [estimate_tokens(t) for t in texts]
+
+
+def _pieces(text: str, fits: Callable[[str], bool]) -> list[str]:
+    """Sentences, then clauses, then word windows: the coarsest pieces that each fit."""
+    out: list[str] = []
+    for sentence in filter(None, (s.strip() for s in _SENTENCE_END.split(text))):
+        if fits(sentence):
+            out.append(sentence)
+            continue
+        for clause in filter(None, (c.strip() for c in _CLAUSE_END.split(sentence))):
+            if fits(clause):
+                out.append(clause)
+                continue
+            words = clause.split()
+            window: list[str] = []
+            for word in words:
+                if window and not fits(" ".join([*window, word])):
+                    out.append(" ".join(window))
+                    window = []
+                window.append(word)
+            if window:
+                out.append(" ".join(window))
+    return out
+
+
+def split_text(text: str, limit: int, count: Callable[[str], int] = estimate_tokens) -> list[str]:
+    """Split `text` into chunks of at most `limit` tokens (by `count`), packing whole sentences where possible."""
+    if count(text) < limit:
+        return [text]
+    chunks: list[str] = []
+    current = ""
+    for piece in _pieces(text, lambda t: count(t) < limit):
+        joined = f"{current} {piece}".strip()
+        if current and count(joined) >= limit:
+            chunks.append(current)
+            current = piece
+        else:
+            current = joined
+    if current:
+        chunks.append(current)
+    return chunks or [text]
+
+
+def encode_texts(encoder: Encoder, texts: Sequence[str], long_text: bool = True) -> np.ndarray:
+    """Unit embeddings of texts; with `long_text`, texts over the context are split and their chunks combined."""
+    texts = list(texts)
+    if not texts:
+        return np.zeros((0, encoder.dim), np.float32)
+    if not long_text:
+        return l2_normalize(encoder.encode_texts(texts))
+    limit = context_length(encoder)
+    counts = token_counts(encoder, texts)
+    # A count equal to the limit may be a truncated one, so only strictly shorter texts count as fitting.
+    if all(n < limit for n in counts):
+        return l2_normalize(encoder.encode_texts(texts))
+
+    def count(t: str) -> int:
+        return token_counts(encoder, [t])[0]
+
+    chunked = [split_text(t, limit, count) if n >= limit else [t] for t, n in zip(texts, counts, strict=True)]
+    flat = [c for chunks in chunked for c in chunks]
+    vectors = l2_normalize(encoder.encode_texts(flat))
+    out = np.zeros((len(texts), vectors.shape[1]), np.float32)
+    start = 0
+    for i, chunks in enumerate(chunked):
+        weights = np.array([max(1, count(c)) for c in chunks], np.float32) if len(chunks) > 1 else np.ones(1)
+        out[i] = (weights[:, None] * vectors[start : start + len(chunks)]).sum(0)
+        start += len(chunks)
+    return l2_normalize(out)

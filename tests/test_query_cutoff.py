@@ -1,0 +1,76 @@
+"""Relevance cut-off: parsing, each calibration rule on known score distributions, and a search that says
+"these N match"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_query_helpers import FakeEncoder, make_index
+
+from pixquery.errors import QueryError
+from pixquery.query.cutoff import AUTO_RULE, RULES, CutoffRule, match_mask, parse_cutoff
+from pixquery.query.engine import run_query
+from pixquery.query.spec import QuerySpec, WeightedText
+
+
+def test_parse_accepts_numbers_auto_and_rules() -> None:
+    assert parse_cutoff(None) is None
+    assert parse_cutoff(0.3) == CutoffRule("score", 0.3)
+    assert parse_cutoff("auto") == CutoffRule(*AUTO_RULE)
+    assert parse_cutoff("mad") == CutoffRule("mad", RULES["mad"])
+    assert parse_cutoff("bank:1.5") == CutoffRule("bank", 1.5)
+    for bad, message in [("often", "unknown cutoff"), ("mad:x", "not a number"), (True, "not true/false")]:
+        with pytest.raises(QueryError, match=message):
+            parse_cutoff(bad)
+
+
+SAMPLE = np.random.default_rng(0).normal(0.2, 0.02, 4000).astype(np.float32)
+
+
+def test_mad_rule_keeps_scores_far_above_the_collection() -> None:
+    scores = np.array([0.40, 0.33, 0.29, 0.25, 0.22], np.float32)
+    # median 0.2, 1.4826*MAD ~ 0.02: z = 10, 6.5, 4.5, 2.5, 1
+    assert match_mask(CutoffRule("mad", 4.0), scores, SAMPLE).tolist() == [True, True, True, False, False]
+    assert match_mask(CutoffRule("mad", 7.0), scores, SAMPLE).tolist() == [True, False, False, False, False]
+
+
+def test_robust_rule_ignores_the_matches_inside_the_sample_where_zscore_does_not() -> None:
+    contaminated = np.concatenate([SAMPLE[:3000], np.full(1000, 0.6, np.float32)])  # a quarter of all match
+    scores = np.array([0.6], np.float32)
+    assert match_mask(CutoffRule("mad", 4.0), scores, contaminated).tolist() == [True]
+    assert match_mask(CutoffRule("zscore", 3.0), scores, contaminated).tolist() == [False]
+
+
+def test_gap_rule_cuts_at_the_largest_drop_among_high_scores() -> None:
+    scores = np.array([0.50, 0.49, 0.48, 0.30, 0.29, 0.21], np.float32)
+    assert match_mask(CutoffRule("gap", 3.0), scores, SAMPLE).tolist() == [True] * 3 + [False] * 3
+    assert not match_mask(CutoffRule("gap", 3.0), np.array([0.21, 0.2], np.float32), SAMPLE).any()
+
+
+def test_bank_rule_compares_each_result_with_its_own_bank_scores() -> None:
+    scores = np.array([0.5, 0.5], np.float32)
+    # The first image scores 0.5 for every query (a hub): not a match; the second usually scores 0.1.
+    mask = match_mask(CutoffRule("bank", 2.5), scores, SAMPLE, np.array([0.5, 0.1]), np.array([0.05, 0.05]))
+    assert mask.tolist() == [False, True]
+
+
+def test_raw_threshold() -> None:
+    assert match_mask(CutoffRule("score", 0.3), np.array([0.31, 0.29]), SAMPLE).tolist() == [True, False]
+
+
+def test_search_with_auto_cutoff_returns_only_the_matches(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    concept = np.zeros(16, np.float32)
+    concept[0] = 1
+    noise = rng.normal(size=(300, 16))
+    noise[:, 0] = 0
+    vectors = noise / np.linalg.norm(noise, axis=1, keepdims=True)
+    vectors[:7] = 0.7 * concept + 0.3 * vectors[:7]  # seven photos show the concept
+    ctx = make_index(tmp_path, vectors, encoder=FakeEncoder(16, texts={"concept": concept}))
+    outcome = run_query(QuerySpec(texts=[WeightedText("concept")], k=20, cutoff="auto"), ctx)
+    assert sorted(h.id for h in outcome.hits) == list(range(1, 8))
+    assert outcome.matches == 7
+    plain = run_query(QuerySpec(texts=[WeightedText("concept")], k=20), ctx)
+    assert len(plain.hits) == 20 and plain.matches is None
