@@ -118,21 +118,62 @@ def index(
 
 @app.command()
 def search(
-    text: Annotated[str | None, typer.Argument(help="What to look for, in words.", show_default=False)] = None,
+    text: Annotated[str | None, typer.Argument(help="What to look for, in words (with --image: the change to "
+                                               'apply, e.g. "make it red").', show_default=False)] = None,
     image: Annotated[list[Path] | None, typer.Option("--image", "-I", help="An example image (repeatable).")] = None,
     k: Annotated[int, typer.Option("-k", "--top", min=1, max=10000, help="How many results.")] = 10,
+    negative: Annotated[list[str] | None, typer.Option("--not", help='What results should not show, e.g. '
+                                                       '--not "people" (repeatable).')] = None,
+    negative_image: Annotated[list[Path] | None, typer.Option("--not-image", help="An image results should not "
+                                                              "look like (repeatable).")] = None,
+    method: Annotated[str, typer.Option("--method", help="How an image and a text combine: auto, image, text, sum, "
+                                        "weighted, pdv, inversion, rewrite.")] = "auto",
+    alpha: Annotated[float | None, typer.Option("--alpha", min=0.0, max=1.0,
+                                                help="Text weight for --method weighted/pdv (0 = image only).")]
+    = None,
+    param: Annotated[list[str] | None, typer.Option("--param", help="Method parameter KEY=VALUE (repeatable).")]
+    = None,
+    cutoff: Annotated[str | None, typer.Option("--cutoff", help='Return only matches: "auto" (calibrated), a '
+                                               'score, or "none" (default: the k best).')] = None,
+    sort: Annotated[str, typer.Option("--sort", help="score or date (date taken, after the cut-off).")] = "score",
+    folder: Annotated[list[str] | None, typer.Option("--folder", help="Only files under this folder.")] = None,
+    glob: Annotated[str | None, typer.Option("--glob", help='Only paths matching this glob, e.g. "*/2024/*".')]
+    = None,
+    taken_from: Annotated[str | None, typer.Option("--from", help="Taken on or after (YYYY, YYYY-MM, YYYY-MM-DD).")]
+    = None,
+    taken_to: Annotated[str | None, typer.Option("--to", help="Taken on or before.")] = None,
+    camera: Annotated[str | None, typer.Option("--camera", help="Camera model (EXIF).")] = None,
+    ext: Annotated[list[str] | None, typer.Option("--ext", help="File type, e.g. jpg (repeatable).")] = None,
+    min_width: Annotated[int | None, typer.Option("--min-width", min=1, help="Minimum width in pixels.")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Only images tagged so (see pixquery tag).")] = None,
+    hubness: Annotated[str | None, typer.Option("--hubness", help="Re-rank against hubs: qbnorm or csls.")] = None,
+    diversity: Annotated[float, typer.Option("--diversity", min=0.0, max=1.0,
+                                             help="0 = plain ranking, up to 1 = most varied (MMR).")] = 0.0,
+    spec: Annotated[Path | None, typer.Option("--spec", help="A JSON query spec file (flags given too override "
+                                              "it).")] = None,
     index: IndexOpt = None,
     model: ModelOpt = None,
     precision: PrecisionOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Search the index by TEXT, by example --image, or both (their vectors are combined)."""
-    if not text and not image:
+    """Search the index by TEXT, by example --image, or both: an image plus a text is a composed query
+    ("this, but red"). Negatives, filters, a relevance cut-off and re-ranking are flags; a JSON --spec holds
+    all of it."""
+    from pixquery.cli_query import spec_from_flags
+
+    if not text and not image and spec is None:
         _fail('give a text, an --image, or both, e.g. pixquery search "a red bicycle"', code=2)
+    filters = {"folder": folder, "glob": glob, "taken_from": taken_from, "taken_to": taken_to,
+               "camera_model": camera, "ext": ext, "min_width": min_width, "tags": tag}
+    query = spec_from_flags(text, image or [], k, negative or [], negative_image or [], method, alpha, param or [],
+                            cutoff, sort, filters, hubness, diversity, spec)
     with _open(index, model, precision) as lib:
-        hits = lib.search(text=text, images=image or [], k=k)
+        hits = lib.search(spec=query)
     if json_out:
         _print_json([h.to_dict() for h in hits])
+        return
+    if not hits and query.cutoff is not None:
+        _console().print("nothing above the relevance cut-off; try --cutoff none to see the closest images")
         return
     _print_hits(hits)
 

@@ -67,3 +67,19 @@ def test_help_teaches() -> None:
     for command in ("index", "search", "info", "export-onnx"):
         assert command in out
     assert "--model" in run("index", "--help").stdout
+
+
+def test_search_flags_compose_negate_filter(tmp_path: Path, photos_dir: Path) -> None:
+    idx = str(tmp_path / "idx")
+    run("index", str(photos_dir), "--index", idx, "--model", "random:tiny", "--json")
+    cat = str(photos_dir / "flat" / "cat.jpg")
+    composed = json.loads(run("search", "make it black", "--image", cat, "--method", "weighted", "--alpha", "0.3",
+                              "--not", "a dog", "--index", idx, "-k", "4", "--json").stdout)
+    assert len(composed) == 4
+    nested = str(photos_dir / "nested" / "cats")
+    only_cats = json.loads(run("search", "a cat", "--folder", nested, "--index", idx, "-k", "10", "--json").stdout)
+    assert len(only_cats) == 5 and all(h["path"].startswith(nested) for h in only_cats)
+    jpgs = json.loads(run("search", "a cat", "--ext", "png", "--index", idx, "-k", "10", "--json").stdout)
+    assert jpgs and all(h["path"].lower().endswith(".png") for h in jpgs)
+    proc = run("search", "a cat", "--method", "nonsense", "--index", idx, check=False)
+    assert proc.returncode == 1 and "nonsense" in proc.stderr and "Traceback" not in proc.stderr
