@@ -1,3 +1,3 @@
-from pixquery.cli import main
+from pixquery.quick import main
 
 main()

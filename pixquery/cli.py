@@ -230,11 +230,28 @@ def demo(
     n: Annotated[int, typer.Option("--n", min=50, help="ShapesWorld scenes in the demo gallery.")] = 2000,
     photos: Annotated[bool, typer.Option("--photos/--no-photos", help="Also run the real-photo demo (conse).")] = True,
     serve: Annotated[bool, typer.Option("--serve", help="Then open the web page on the demo index.")] = False,
+    mini: Annotated[str, typer.Option("--mini", help="The ShapesWorld model: mini (shipped) or mini:DIR (trained "
+                                      "with pixquery train-mini).")] = "mini",
 ) -> None:
     """Offline tour: index a ShapesWorld gallery with `mini` and real photos with `conse`, run example searches."""
     from pixquery.demo import run_demo
 
-    run_demo(directory, n=n, photos=photos, serve=serve)
+    run_demo(directory, n=n, photos=photos, serve=serve, mini=mini)
+
+
+@app.command("train-mini")
+def train_mini(
+    out_dir: Annotated[Path, typer.Argument(help="Where to write mini.pt, onnx/ and train_log.json.")],
+    minutes: Annotated[float, typer.Option("--minutes", min=0.1, help="Training time budget.")] = 12.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed: the same seed gives the same weights.")] = 0,
+    heldout: Annotated[str | None, typer.Option("--heldout", help='Held-out combinations (see pixquery synth).')]
+    = None,
+) -> None:
+    """Train the `mini` model on ShapesWorld (needs [torch]); use it with --model mini:OUT_DIR."""
+    from pixquery.synth.train import train_mini_command
+
+    log = train_mini_command(out_dir, minutes=minutes, seed=seed, heldout_spec=heldout)
+    _print_json({k: v for k, v in log.items() if k not in ("loss_curve", "config")})
 
 
 @app.command()

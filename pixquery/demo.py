@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from pixquery.api import Library
+from pixquery.models.base import ModelError
 from pixquery.query.spec import QuerySpec, WeightedImage, WeightedText
 
 DEMO_PHOTOS = Path(__file__).parent / "data" / "demo_photos"
@@ -118,7 +119,8 @@ def _print_results(console: Any, title: str, lib: Library, queries: list[DemoQue
         console.print()
 
 
-def run_demo(directory: Path | None = None, n: int = 2000, photos: bool = True, serve: bool = False) -> dict:
+def run_demo(directory: Path | None = None, n: int = 2000, photos: bool = True, serve: bool = False,
+             mini: str = "mini") -> dict:
     """Build (or reuse) the demo indexes and print example searches. Returns the index paths."""
     from rich.console import Console
 
@@ -127,16 +129,28 @@ def run_demo(directory: Path | None = None, n: int = 2000, photos: bool = True, 
     console = Console()
     directory = Path(directory) if directory else default_demo_dir()
     console.print(f"[bold]pixquery demo[/] — working in {directory} (offline; re-running reuses it)\n")
-    gallery = directory / "shapesworld"
-    captions, queries = build_shapes_gallery(gallery, n)
-    shapes_index = directory / "index-shapesworld"
-    with Library.open(shapes_index, model="mini") as lib:
-        with rich_progress() as progress:
-            report = lib.index([gallery], progress=progress)
-        console.print(f"ShapesWorld: {lib.info()['indexed']} scenes indexed with [bold]mini[/] "
-                      f"({report.embed.embedded} embedded now)")
-        _print_results(console, "ShapesWorld + mini (the project's own world and model)", lib, queries, captions)
-    out = {"shapesworld_index": str(shapes_index)}
+    out: dict[str, str] = {}
+    try:
+        from pixquery.models.registry import load_encoder
+
+        mini_encoder = load_encoder(mini)
+    except ModelError as exc:
+        console.print(f"[yellow]ShapesWorld part skipped:[/] {exc}\n"
+                      "Train the model once (about 15 minutes on 2 cores), then run: "
+                      "pixquery demo --mini mini:DIR\n")
+        mini_encoder = None
+    if mini_encoder is not None:
+        gallery = directory / "shapesworld"
+        captions, queries = build_shapes_gallery(gallery, n)
+        shapes_index = directory / "index-shapesworld"
+        with Library.open(shapes_index, model=mini, encoder=mini_encoder) as lib:
+            with rich_progress() as progress:
+                report = lib.index([gallery], progress=progress)
+            console.print(f"ShapesWorld: {lib.info()['indexed']} scenes indexed with [bold]{mini}[/] "
+                          f"({report.embed.embedded} embedded now)")
+            _print_results(console, "ShapesWorld + mini (the project's own world and model)", lib, queries,
+                           captions)
+        out["shapesworld_index"] = str(shapes_index)
     if photos:
         photo_index = directory / "index-photos"
         with Library.open(photo_index, model="conse") as lib:
@@ -155,5 +169,5 @@ def run_demo(directory: Path | None = None, n: int = 2000, photos: bool = True, 
     if serve:
         from pixquery.server.run import serve as run_server
 
-        run_server(shapes_index, open_browser=True)
+        run_server(Path(out.get("shapesworld_index") or out["photos_index"]), open_browser=True)
     return out

@@ -65,6 +65,21 @@ def print_hits(hits: list) -> None:
     Console().print(table if hits else "no results")
 
 
+SEARCH_DEFAULTS = {"method": "auto", "alpha": None, "cutoff": None, "sort": "score", "hubness": None,
+                   "diversity": 0.0}
+"""The search command's defaults for the flags this path leaves to the CLI (tests/test_cold_query.py checks
+they are still the CLI's), so the query is the one `pixquery search TEXT` builds."""
+
+
+def query_spec(args: argparse.Namespace) -> Any:
+    """The `QuerySpec` the CLI's search command builds for the same plain text search."""
+    from pixquery.cli_query import spec_from_flags
+
+    d = SEARCH_DEFAULTS
+    return spec_from_flags(args.text, [], args.top, [], [], d["method"], d["alpha"], [], d["cutoff"], d["sort"], {},
+                           d["hubness"], d["diversity"], None)
+
+
 def run_search(args: argparse.Namespace) -> None:
     """Run a parsed text search and print its results."""
     import os
@@ -74,8 +89,9 @@ def run_search(args: argparse.Namespace) -> None:
 
     index = args.index or os.environ.get("PIXQUERY_INDEX")
     model = args.model or os.environ.get("PIXQUERY_MODEL")
+    spec = query_spec(args)
     with Library.open(Path(index) if index else None, model=model, precision=args.precision) as lib:
-        hits = lib.search(text=args.text, k=args.top)
+        hits = lib.search(spec=spec)
     if args.json_out:
         print_json([h.to_dict() for h in hits])
     else:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pixquery.api import Library
-from pixquery.quick import parse_search
+from pixquery.quick import SEARCH_DEFAULTS, parse_search, query_spec
 from tests.conftest import write_jpegs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,3 +118,19 @@ def test_parse_search_takes_only_plain_text_searches() -> None:
         [],
     ):
         assert parse_search(argv) is None, argv
+
+
+def test_quick_search_builds_the_clis_query() -> None:
+    import inspect
+
+    from pixquery import cli
+
+    defaults = {name: p.default for name, p in inspect.signature(cli.search).parameters.items()}
+    assert {key: defaults[key] for key in SEARCH_DEFAULTS} == SEARCH_DEFAULTS
+    # every other flag defaults to "not given"
+    others = set(defaults) - set(SEARCH_DEFAULTS) - {"text", "k", "index", "model", "precision", "json_out"}
+    assert all(defaults[name] in (None, False) for name in others), {n: defaults[n] for n in others}
+    args = parse_search(["search", "a red car", "-k", "7"])
+    assert args is not None
+    spec = query_spec(args)
+    assert [t.text for t in spec.texts] == ["a red car"] and spec.k == 7 and not spec.images

@@ -24,7 +24,10 @@ from pixquery.models.base import Encoder, l2_normalize
 from pixquery.query.rewrite import Captioner, Reference, Rewriter, get_captioner, get_rewriter
 
 AUTO_METHOD = "weighted"
-"""The method "auto" picks for an image + text query; chosen by `benchmarks/composed_retrieval.py`."""
+"""The method "auto" picks for an image + text query, chosen by `benchmarks/composed_retrieval.py` on ShapesWorld
+with the mini model (test seed, 200 queries, Recall@10 seen / held-out edits): weighted (α = 0.5) 0.81 / 0.88,
+pdv 0.74 / 0.83, rewrite 0.73 / 0.73, inversion 0.53 / 0.73, against image 0.51 / 0.60 and text 0.04 / 0.03.
+It also needs no captioner, rewriter or vocabulary, so it works the same with every model."""
 
 SHARED_PARAMS: dict[str, type | tuple[type, ...]] = {
     "long_text": bool,
@@ -143,7 +146,8 @@ def compose_weighted(inp: ComposeInput, alpha: float = 0.5, beta: float = 0.0) -
     """WeiMoCIR: q = norm((1 − α)·f_I(ref) + α·f_T(edit)).
 
     Args:
-        alpha: the text's share, 0 (image only) to 1 (text only).
+        alpha: the text's share, 0 (image only) to 1 (text only); 0.5 was best on ShapesWorld (tuned over
+            0.3-0.8), where it equals `sum` for one image and one text.
         beta: gallery side: each candidate is scored against (1 − β)·its image vector + β·its caption vector,
             when the index has caption vectors (`SearchContext.caption_store`); 0 turns it off.
     """

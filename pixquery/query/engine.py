@@ -290,21 +290,7 @@ def run_query(spec: QuerySpec, ctx: SearchContext) -> QueryOutcome:
             q = rr.alpha_qe(q, ctx.store.get(top_ids), top_scores, rr.option(options, "aqe_alpha"))
     scores, ids = _search(ctx, q, pool, allowed)
     vectors = ctx.store.get(ids) if (needs_pool and len(ids)) else None
-
-    if beta > 0 and vectors is not None:
-        scores = (1.0 - beta) * scores + beta * (_caption_vectors(ctx, ids, vectors) @ q)
-    if penalise and vectors is not None:
-        taus, scales = _penalty_calibration(spec, ctx, q, negatives)
-        scores = neg.penalty(scores, vectors, negatives, lambdas, taus, scales)
-    calibrated = scores.copy()
-    if spec.rerank.expansion == "dba" and vectors is not None:
-        scores = _dba_scores(ctx, q, vectors, options)
-    if spec.rerank.hubness and len(ids):
-        stats = bank_stats(ctx, images_only=not spec.texts, options=options)
-        if spec.rerank.hubness == "qbnorm":
-            scores = rr.qbnorm(scores, ids, stats)
-        else:
-            scores = rr.csls(scores, ids, stats, int(rr.option(options, "csls_k")))
+    scores, calibrated = _rescore(spec, ctx, q, ids, scores, vectors, negatives, lambdas, beta)
 
     order = np.lexsort((ids, -scores))
     scores, ids, calibrated = scores[order], ids[order], calibrated[order]
@@ -324,6 +310,40 @@ def run_query(spec: QuerySpec, ctx: SearchContext) -> QueryOutcome:
     if spec.sort == "date":
         hits = sort_by_date(hits)
     return QueryOutcome(hits, method, q, notes, matches)
+
+
+def _rescore(
+    spec: QuerySpec,
+    ctx: SearchContext,
+    q: np.ndarray,
+    ids: np.ndarray,
+    scores: np.ndarray,
+    vectors: np.ndarray | None,
+    negatives: np.ndarray,
+    lambdas: np.ndarray,
+    beta: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pool scores after the optional steps, and the calibrated scores the cut-off reads.
+
+    The cut-off reads cosine-scale scores (after caption mixing and negative penalties, before DBA and hubness
+    reduction), since its calibration compares them with the query's cosine scores over the collection.
+    """
+    options = spec.rerank.options
+    if beta > 0 and vectors is not None:
+        scores = (1.0 - beta) * scores + beta * (_caption_vectors(ctx, ids, vectors) @ q)
+    if spec.negative_mode == "penalty" and len(negatives) and vectors is not None:
+        taus, scales = _penalty_calibration(spec, ctx, q, negatives)
+        scores = neg.penalty(scores, vectors, negatives, lambdas, taus, scales)
+    calibrated = scores.copy()
+    if spec.rerank.expansion == "dba" and vectors is not None:
+        scores = _dba_scores(ctx, q, vectors, options)
+    if spec.rerank.hubness and len(ids):
+        stats = bank_stats(ctx, images_only=not spec.texts, options=options)
+        if spec.rerank.hubness == "qbnorm":
+            scores = rr.qbnorm(scores, ids, stats)
+        else:
+            scores = rr.csls(scores, ids, stats, int(rr.option(options, "csls_k")))
+    return scores, calibrated
 
 
 def execute(spec: QuerySpec, ctx: SearchContext) -> list[Hit]:
