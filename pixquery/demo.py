@@ -97,12 +97,13 @@ def photo_queries(folder: Path) -> list[DemoQuery]:
 
 def _print_results(console: Any, title: str, lib: Library, queries: list[DemoQuery],
                    describe: dict[str, str] | None) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     console.rule(f"[bold]{title}")
     for query in queries:
         hits = lib.search(spec=query.spec)
-        table = Table(title=query.title, title_justify="left", show_edge=False, header_style="bold")
+        table = Table(title=escape(query.title), title_justify="left", show_edge=False, header_style="bold")
         table.add_column("#", justify="right")
         table.add_column("score", justify="right")
         table.add_column("file")
