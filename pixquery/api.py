@@ -164,7 +164,8 @@ class Library:
         """A read-only view of the vectors (it follows what an indexer commits)."""
         config = self._require_index()
         if self._store is None:
-            self._store = open_store(config.store, self.path / VECTORS_DIR, config.dim, readonly=True)
+            self._store = open_store(config.store, self.path / VECTORS_DIR, config.dim, readonly=True,
+                                     params=config.extra.get("store_params"))
         return self._store
 
     # --- indexing -----------------------------------------------------------------------------------------
@@ -190,7 +191,8 @@ class Library:
                 self.config.save(self.path)
             if self.catalog is None:
                 self.catalog = Catalog(self.path / CATALOG_FILE)
-            writer_store = open_store(self.config.store, self.path / VECTORS_DIR, self.config.dim)
+            writer_store = open_store(self.config.store, self.path / VECTORS_DIR, self.config.dim,
+                                      params=self.config.extra.get("store_params"))
             try:
                 reconciled = reconcile(self.catalog, writer_store)
                 indexer = Indexer(
@@ -275,6 +277,7 @@ class Library:
             "size_bytes": size,
             "last_indexed_at": float(last) if last else None,
             "roots": self.roots(),
+            "store_info": _describe_store(self.store),
         }
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
@@ -306,3 +309,9 @@ class Library:
         from pixquery.tasks.dedup import find_duplicates
 
         return find_duplicates(self, **options)
+
+
+def _describe_store(store: VectorStore) -> dict[str, Any]:
+    from pixquery.store.rebuild import describe_store
+
+    return describe_store(store)

@@ -211,6 +211,30 @@ def info(index: IndexOpt = None, json_out: JsonOpt = False) -> None:
             console.print(f"  {item['path']}: {item['reason']}", highlight=False)
 
 
+@app.command()
+def reindex(
+    store: Annotated[str, typer.Option("--store", help="flat, faiss-hnsw, faiss-ivfpq, auto, milvus:./vectors.db or "
+                                       "milvus:http://HOST:19530.")],
+    param: Annotated[list[str] | None, typer.Option("--param", help="Store parameter KEY=VALUE, e.g. M=32, "
+                                                    "efSearch=64, nprobe=16 (repeatable).")] = None,
+    index: IndexOpt = None,
+) -> None:
+    """Switch the index to another vector store in place, from its raw vectors: nothing is embedded again."""
+    from pixquery.api import default_index_dir
+    from pixquery.store.rebuild import reindex as run_reindex
+
+    params: dict[str, Any] = {}
+    for item in param or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            _fail(f"--param needs KEY=VALUE, got {item!r}", code=2)
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    _print_json(run_reindex(index or default_index_dir(), store, **params))
+
+
 @app.command("export-onnx")
 def export_onnx(
     spec: Annotated[str, typer.Argument(help="A torch-backed model spec (random:ARCH, a Hugging Face id, ...).")],
