@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pixquery.errors import IndexFormatError, QueryError
+from pixquery.errors import IndexFormatError, PixqueryError, QueryError
 from pixquery.models.base import Encoder
 from pixquery.models.registry import DEFAULT_MODEL
 from pixquery.query.engine import Hit, SearchContext, execute, hits_from
@@ -179,8 +179,16 @@ class Library:
         workers: int | None = None,
         max_megapixels: float | None = 100.0,
         progress: ProgressFn | None = None,
+        ray: str | None = None,
+        ray_actors: int = 2,
     ) -> IndexReport:
-        """Index (or update) the images under `paths`: incremental, resumable, one writer at a time."""
+        """Index (or update) the images under `paths`: incremental, resumable, one writer at a time.
+
+        `ray` embeds the new files on Ray instead of in this process (needs the [scale] extra): "local" starts
+        a Ray instance here, "auto" joins the cluster this machine belongs to, "ray://HEAD:10001" a remote one;
+        `ray_actors` encoder actors run at once. Scanning, the catalog and the store stay in this process, so
+        the result, and what a crash leaves behind, are those of local indexing.
+        """
         from pixquery.indexing import Indexer, reconcile
 
         self.path.mkdir(parents=True, exist_ok=True)
@@ -209,11 +217,36 @@ class Library:
                 self.catalog.set_meta(
                     "last_skipped", json.dumps([{"path": s.path, "reason": s.reason} for s in sync.skipped])
                 )
-                embed = indexer.embed_pending()
+                embed = (self._embed_on_ray(writer_store, ray, ray_actors, batch_size, max_megapixels, progress)
+                         if ray else indexer.embed_pending())
                 self.catalog.set_meta("last_indexed_at", str(time.time()))
             finally:
                 writer_store.close()
         return IndexReport(sync, embed, reconciled)
+
+    def _embed_on_ray(
+        self,
+        store: VectorStore,
+        address: str,
+        actors: int,
+        batch_size: int,
+        max_megapixels: float | None,
+        progress: ProgressFn | None,
+    ) -> EmbedReport:
+        try:
+            from pixquery.scale.ray_index import embed_pending_with_ray
+        except ImportError as exc:  # pragma: no cover - depends on the installed extras
+            raise PixqueryError("--ray needs Ray: pip install 'pixquery[scale]'") from exc
+        assert self.catalog is not None and self.config is not None
+        recorded = self.config.extra.get("precision") or {}
+        if recorded.get("image", "fp32") != "fp32":
+            # Ray actors load the model by name at full precision; mixing precisions in one index would skew scores.
+            raise PixqueryError(f"this index embeds images at {recorded['image']} precision; --ray embeds at fp32 "
+                                "only: index it without --ray, or start a new index for Ray")
+        return embed_pending_with_ray(
+            self.catalog, store, self.model, address=None if address == "local" else address, actors=actors,
+            batch_size=batch_size, progress=progress, max_megapixels=max_megapixels,
+        )
 
     def _remember_roots(self, paths: Sequence[str | Path]) -> None:
         """Record the folders this index covers, so a re-index (e.g. from the web page) knows what to scan."""

@@ -84,18 +84,37 @@ def index(
     max_megapixels: Annotated[float, typer.Option("--max-megapixels",
                                                   help="Skip larger images (0 disables the limit).")] = 100.0,
     precision: PrecisionOpt = None,
+    store: Annotated[str | None, typer.Option(
+        "--store", help="Vector store of a NEW index: flat (exact, default), faiss-hnsw, faiss-ivfpq, auto (picks by "
+        "size and memory), milvus:./vectors.db or milvus:http://HOST:19530. Switch an existing index with "
+        "`pixquery reindex --store`.")] = None,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", metavar="[ADDRESS]", help="Embed on Ray: --ray alone starts a local Ray instance; --ray auto joins "
+        "this machine's cluster; --ray ray://HEAD:10001 a remote one (files must be on storage every node sees).")]
+    = None,
+    ray_actors: Annotated[int, typer.Option("--ray-actors", min=1, help="Encoder actors (model copies) on Ray.")] = 2,
     json_out: JsonOpt = False,
 ) -> None:
     """Index images under PATHS: new and changed files are embedded, moved files followed, deleted ones removed.
 
     Safe to interrupt: run it again and it resumes where it stopped.
+
+    Examples: `pixquery index ~/Pictures`; `pixquery index /data/products --store auto`;
+    `pixquery index /mnt/shared/images --ray ray://head:10001 --ray-actors 16`.
     """
+    from pixquery.api import Library
     from pixquery.progress import rich_progress
 
-    with _open(index, model, precision) as lib, rich_progress(enabled=not json_out) as progress:
+    library = Library.open(index, model=model, precision=precision, store=store or "flat")
+    if store is not None and library.config is not None and library.config.store != store:
+        library.close()
+        _fail(f"this index already uses the {library.config.store!r} store; switch it with "
+              f"`pixquery reindex --store {store}` (nothing is embedded again)", code=2)
+    with library as lib, rich_progress(enabled=not json_out) as progress:
         report = lib.index(
             paths, include=include or (), exclude=exclude or (), hidden=hidden, batch_size=batch_size,
-            workers=workers, max_megapixels=max_megapixels or None, progress=progress,
+            workers=workers, max_megapixels=max_megapixels or None, progress=progress, ray=ray,
+            ray_actors=ray_actors,
         )
         if getattr(lib.encoder, "meaningless", False):
             _console().print("[bold yellow]warning:[/] random weights: search results are meaningless")
@@ -108,8 +127,6 @@ def index(
         f"[bold]{data['embedded']}[/] embedded ({data['images_per_s']:.1f} images/s), {data['unchanged']} unchanged, "
         f"{data['moved']} moved, {data['deleted']} removed, {data['failed']} could not be read"
     )
-    from pixquery.api import Library
-
     with Library.open(index) as lib:
         errors = lib.info()["errors"]
     for item in data["skipped"] + [e for e in errors]:
@@ -348,11 +365,23 @@ def _register_more_commands() -> None:
     import pixquery.cli_organize  # noqa: F401
 
 
+def _with_ray_default(args: list[str]) -> list[str]:
+    """`--ray` may come without an address (= a local instance); give typer the explicit value it needs."""
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg == "--":
+            break
+        if arg == "--ray" and (i + 1 == len(out) or out[i + 1].startswith("-")):
+            out.insert(i + 1, "local")
+            break
+    return out
+
+
 def main() -> None:
     """Console-script entry point: user errors print one clear line, not a traceback."""
     _register_more_commands()
     try:
-        app()
+        app(args=_with_ray_default(sys.argv[1:]))
     except PixqueryError as exc:
         _console().print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(1)

@@ -83,3 +83,25 @@ def test_search_flags_compose_negate_filter(tmp_path: Path, photos_dir: Path) ->
     assert jpgs and all(h["path"].lower().endswith(".png") for h in jpgs)
     proc = run("search", "a cat", "--method", "nonsense", "--index", idx, check=False)
     assert proc.returncode == 1 and "nonsense" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_index_store_option_creates_and_refuses_switching(tmp_path: Path, photos_dir: Path) -> None:
+    idx = str(tmp_path / "idx")
+    run("index", str(photos_dir / "flat"), "--index", idx, "--model", "random:tiny", "--store", "faiss-hnsw",
+        "--json")
+    info = json.loads(run("info", "--index", idx, "--json").stdout)
+    assert info["store"] == "faiss-hnsw" and info["store_info"]["kind"] == "faiss-hnsw"
+    proc = run("index", str(photos_dir / "flat"), "--index", idx, "--store", "flat", check=False)
+    assert proc.returncode == 2 and "pixquery reindex --store flat" in proc.stderr
+    hits = json.loads(run("search", "--image", str(photos_dir / "flat" / "cat.jpg"), "--index", idx, "-k", "1",
+                          "--json").stdout)
+    assert hits[0]["path"].endswith("cat.jpg")
+
+
+def test_ray_flag_without_address_means_local() -> None:
+    from pixquery.cli import _with_ray_default
+
+    assert _with_ray_default(["index", "p", "--ray"]) == ["index", "p", "--ray", "local"]
+    assert _with_ray_default(["index", "p", "--ray", "--ray-actors", "1"])[3] == "local"
+    assert _with_ray_default(["index", "p", "--ray", "auto"]) == ["index", "p", "--ray", "auto"]
+    assert _with_ray_default(["index", "p"]) == ["index", "p"]

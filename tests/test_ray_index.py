@@ -80,3 +80,34 @@ def test_ray_indexing_equals_local(tmp_path: Path, photos_dir: Path, ray_instanc
     assert again.embedded == 0 and store.count() == report.embedded
     store.close()
     catalog.close()
+
+
+@pytest.mark.slow
+def test_library_and_cli_index_on_ray(tmp_path: Path, photos_dir: Path, ray_instance: None, encoder) -> None:
+    """`Library.index(ray=...)` and `pixquery index --ray` give local indexing's vectors (CLI: its own local Ray)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    photos = tmp_path / "photos"
+    shutil.copytree(photos_dir / "flat", photos)
+    with Library.open(tmp_path / "local", encoder=encoder) as lib:
+        lib.index([photos], batch_size=8)
+        local_vectors = _by_path(lib.catalog, lib.store)
+    with Library.open(tmp_path / "ray", model=MODEL) as lib:
+        report = lib.index([photos], batch_size=8, ray="local", ray_actors=1)
+        ray_vectors = _by_path(lib.catalog, lib.store)
+    assert report.embed.embedded == len(local_vectors) > 5
+    for path, vector in local_vectors.items():
+        assert float(vector @ ray_vectors[path]) >= 0.9999, path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pixquery", "index", str(photos), "--index", str(tmp_path / "cli"), "--model", MODEL,
+         "--json", "--ray-actors", "1", "--ray"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["embedded"] == len(local_vectors)

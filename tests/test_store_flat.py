@@ -78,6 +78,21 @@ def test_allowed_ids_restrict_inside_the_search(tmp_path: Path) -> None:
     assert (ids[0][4:] == -1).all() and np.isneginf(scores[0][4:]).all()
 
 
+def test_broad_filter_masks_and_matches_the_narrow_path(tmp_path: Path) -> None:
+    store = FlatStore(tmp_path, 16)
+    vecs = _vectors(100)
+    store.add(np.arange(100), vecs)
+    store.remove(np.array([3]))
+    store.flush()
+    broad = np.array([i for i in range(100) if i % 4 != 1])  # 75 of 100 ids (plus a deleted one): the mask path
+    scores, ids = store.search(vecs[:3], 100, allowed_ids=broad)
+    for q in range(3):
+        found = ids[q][ids[q] >= 0]
+        assert set(found.tolist()) == set(broad.tolist()) - {3}
+        expected = np.sort(vecs[found] @ vecs[q])[::-1]
+        assert np.allclose(scores[q][: len(found)], expected, atol=1e-5)
+
+
 def test_readonly_view_follows_a_writer(tmp_path: Path) -> None:
     writer = FlatStore(tmp_path, 16)
     writer.add(np.arange(5), _vectors(5))

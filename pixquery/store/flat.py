@@ -214,7 +214,13 @@ class FlatStore:
     ) -> tuple[np.ndarray, np.ndarray]:
         queries = np.atleast_2d(np.asarray(queries, np.float32))
         matrix = self._matrix()
-        if allowed_ids is not None:
+        if allowed_ids is not None and len(allowed_ids) * 8 >= len(self._row_ids):
+            # A broad filter: score everything and mask, rather than copying most of the matrix row by row.
+            allowed = np.isin(self._row_ids, np.asarray(allowed_ids, np.int64)) & self._live
+            candidate_ids = self._row_ids
+            scores = queries @ matrix.T
+            scores[:, ~allowed] = -np.inf
+        elif allowed_ids is not None:
             rows = np.array([self._row_of[i] for i in np.asarray(allowed_ids).tolist() if i in self._row_of], np.int64)
             candidate_ids = self._row_ids[rows] if len(rows) else np.zeros(0, np.int64)
             scores = queries @ matrix[rows].T if len(rows) else np.zeros((len(queries), 0), np.float32)

@@ -142,7 +142,7 @@ def train_mini(
     lr: float = 2e-3,
     weight_decay: float = 0.05,
     warmup: int = 60,
-    aux_weight: float = 1.0,
+    aux_weight: float = 5.0,
     config: dict[str, Any] | None = None,
     threads: int = 2,
     workers: int = 2,
