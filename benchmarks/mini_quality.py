@@ -7,6 +7,9 @@ drawn with a seed training never uses):
   of each scene and for all of its captions (canonical + 2 complete-style ones), on seen and held-out scenes;
 * precision@10 of fact queries ("a red star", "a star above a circle") for held-out and seen facts;
 * zero-shot classification accuracy (background, object count, colour and shape of single-object scenes);
+* binding on minimal pairs (a scene vs the same scene with two objects' colours swapped; for held-out scenes the
+  held-out colour+shape object is one of the two): Winoground's image score (each caption picks its own image)
+  and text score (each image picks its own caption), chance 0.25 each;
 
 for the trained model, for the same architecture with random weights, and for chance (analytic). The training
 time comes from the model's train_log.json. The last line printed is one JSON object.
@@ -49,6 +52,8 @@ def chance_figures(gallery: Gallery, reference: dict[str, float]) -> dict[str, f
             out[f"{name}_i2t_r{k}"] = float(np.mean(hits))
     for name in ("seen", "heldout"):
         out[f"{name}_fact_p10"] = reference[f"{name}_fact_chance_p10"]
+        # Two candidates on each side of a minimal pair: both picks right by chance with probability 1/4.
+        out[f"{name}_binding_image"] = out[f"{name}_binding_text"] = 0.25
     single = any(len(s.objects) == 1 for s in gallery.scenes)
     out["cls_background"] = 1 / len(BACKGROUNDS)
     out["cls_count"] = 1 / 4
@@ -84,6 +89,8 @@ ROWS: list[tuple[str, str]] = [
     ("i2t R@5", "i2t_r5"),
     ("i2t R@10", "i2t_r10"),
     ("fact query P@10", "fact_p10"),
+    ("binding image score", "binding_image"),
+    ("binding text score", "binding_text"),
 ]
 CLS_ROWS = ["cls_background", "cls_count", "cls_colour", "cls_shape", "cls_mean"]
 
@@ -151,6 +158,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "heldout_i2t_r10": results["mini"]["heldout_i2t_r10"],
         "heldout_fact_p10": results["mini"]["heldout_fact_p10"],
         "seen_fact_p10": results["mini"]["seen_fact_p10"],
+        "seen_binding_image": results["mini"].get("seen_binding_image"),
+        "heldout_binding_image": results["mini"].get("heldout_binding_image"),
+        "seen_binding_text": results["mini"].get("seen_binding_text"),
+        "heldout_binding_text": results["mini"].get("heldout_binding_text"),
+        "seen_t2i_r1": results["mini"]["seen_canon_t2i_r1"],
+        "heldout_t2i_r1": results["mini"]["heldout_canon_t2i_r1"],
         "chance_t2i_r10": results["chance"]["heldout_canon_t2i_r10"],
         "random_t2i_r10": results.get("random", {}).get("heldout_canon_t2i_r10"),
         "classification_accuracy": results["mini"]["cls_mean"],

@@ -7,8 +7,12 @@ then only indexes tensors.
 Two things in the pool exist for compositional learning:
 
 * Twins. Scene 2i+1 is scene 2i after one random training edit (a colour, shape or size change or a
-  move). Batches take both, so every batch holds pairs that differ in exactly one attribute or relation: the
-  hardest negatives there are, in both directions (NegCLIP-style, but with real images as well as texts).
+  move), or, for a share of multi-object scenes, with two objects' colours swapped. Batches take both, so
+  every batch holds pairs that differ in exactly one attribute or relation: the hardest negatives there are,
+  in both directions (NegCLIP-style, but with real images as well as texts). The swaps are what teach binding:
+  without them "a red star and a green circle" and "a green star and a red circle" hold the same words and
+  the same pixels' colours, and a contrastive model trained on random batches embeds them alike (measured:
+  Winoground-style binding scores at or below chance, see mini_eval.binding_accuracy).
 * Fact vectors. Every scene gets a multi-hot vector of the facts it shows (shapes, colours, colour+shape,
   size+shape, relations, background, object count) and every caption the facts it asserts (read back with
   `parse_caption`). A caption is true of an image when its facts are a subset of the image's, which lets the
@@ -20,7 +24,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -41,6 +45,22 @@ from pixquery.synth.world import (
 )
 
 TWIN_EDIT_KINDS: tuple[str, ...] = ("colour", "shape", "move", "size")
+SWAP_TWIN_SHARE = 0.4
+"""Share of twins that are colour swaps (when the scene has two differently coloured objects)."""
+
+
+def colour_swap(scene: Scene, rng: np.random.Generator, heldout: HeldOut) -> Scene | None:
+    """`scene` with two differently coloured objects' colours exchanged, or None when no swap stays in training."""
+    objs = scene.objects
+    pairs = [(a, b) for a, b in itertools.combinations(range(len(objs)), 2) if objs[a].colour != objs[b].colour]
+    for k in rng.permutation(len(pairs)):
+        a, b = pairs[int(k)]
+        if heldout.blocks_pair(objs[b].colour, objs[a].shape) or heldout.blocks_pair(objs[a].colour, objs[b].shape):
+            continue
+        swapped = list(objs)
+        swapped[a], swapped[b] = replace(objs[a], colour=objs[b].colour), replace(objs[b], colour=objs[a].colour)
+        return Scene(tuple(swapped), scene.background)
+    return None
 
 
 def _fact_names() -> list[tuple[str, ...]]:
@@ -162,8 +182,9 @@ def _make_pair(seed: int, index: int, heldout: HeldOut, size: int, n_captions: i
     attribute classes)."""
     rng = np.random.default_rng([seed, index])
     scene = sample_scene(rng, heldout=heldout, split="train")
+    twin = colour_swap(scene, rng, heldout) if rng.random() < SWAP_TWIN_SHARE else None
     try:
-        twin = apply_edit(scene, sample_edit(scene, rng, heldout, split="train", kinds=TWIN_EDIT_KINDS), rng)
+        twin = twin or apply_edit(scene, sample_edit(scene, rng, heldout, split="train", kinds=TWIN_EDIT_KINDS), rng)
     except ValueError:  # no edit fits: fall back to an unrelated scene
         twin = sample_scene(rng, heldout=heldout, split="train")
     out = []

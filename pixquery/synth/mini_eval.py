@@ -12,6 +12,12 @@ same thing:
 * Fact queries name one combination ("a red star", "a star above a circle"); many scenes match, so they are
   scored by precision@10 (the fraction of the top 10 that show it) against chance (the fraction of the gallery
   that shows it).
+* Binding (minimal pairs, Winoground-style): a scene against the same scene with two objects' colours swapped,
+  rendered with the same jitter; each caption must prefer its own image and each image its own caption
+  (Winoground's image and text scores). For held-out scenes the swapped object is the held-out colour+shape one,
+  so the test asks whether the model binds a colour it never saw on that shape. Chance is 0.25. This is where
+  held-out combinations can be told from seen ones: whole-caption recall is solvable from a scene's other
+  attributes alone.
 * Zero-shot classification: background (all scenes), object count, and colour and shape of single-object
   scenes, by argmax over prompts.
 """
@@ -19,7 +25,7 @@ same thing:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
@@ -111,6 +117,55 @@ def _classification(gallery: Gallery, image_emb: np.ndarray, encode_texts: TextF
     return out
 
 
+def _swap_partner(scene: Scene, heldout: HeldOut, want_heldout: bool) -> tuple[int, int] | None:
+    """Indices (a, b) of two differently coloured objects to swap; for held-out scenes `a` shows a held-out pair."""
+    objs = scene.objects
+    firsts = [i for i, o in enumerate(objs) if heldout.blocks_pair(o.colour, o.shape)] if want_heldout else [0]
+    for a in firsts:
+        for b in range(len(objs)):
+            if b != a and objs[b].colour != objs[a].colour:
+                return a, b
+    return None
+
+
+def binding_accuracy(
+    gallery: Gallery, heldout: HeldOut, encode_images: EncodeFn, encode_texts: TextFn, seed: int = 0, size: int = 64
+) -> dict[str, float]:
+    """Per split, Winoground image and text scores of scenes against their colour-swapped twins."""
+    out: dict[str, float] = {}
+    for name, want_heldout in (("seen", False), ("heldout", True)):
+        originals, swaps = [], []
+        for i, scene in enumerate(gallery.scenes):
+            if bool(gallery.heldout[i]) != want_heldout:
+                continue
+            pair = _swap_partner(scene, heldout, want_heldout)
+            if pair is None:
+                continue
+            a, b = pair
+            objs = list(scene.objects)
+            objs[a], objs[b] = replace(objs[a], colour=objs[b].colour), replace(objs[b], colour=objs[a].colour)
+            originals.append((i, scene))
+            swaps.append(Scene(tuple(objs), scene.background))
+        if not originals:
+            continue
+        images, texts = [], []
+        for (i, scene), swapped in zip(originals, swaps, strict=True):
+            for s in (scene, swapped):  # same generator state: only the colours differ between the two renders
+                images.append(render_scene(s, size=size, rng=np.random.default_rng([seed, 31, i])))
+                texts.append(caption_for(s, "full"))
+        text_emb, image_emb = encode_texts(texts), encode_images(images)
+        sims = np.einsum("pid,pjd->pij", text_emb.reshape(-1, 2, text_emb.shape[1]),
+                         image_emb.reshape(-1, 2, image_emb.shape[1]))  # [pair, caption, image]
+        # Winoground's scores: each caption picks its own image (image score), each image its own caption
+        # (text score); chance is 0.25 for both, and a model blind to binding scores near 0 on one of them.
+        image_ok = (sims[:, 0, 0] > sims[:, 0, 1]) & (sims[:, 1, 1] > sims[:, 1, 0])
+        text_ok = (sims[:, 0, 0] > sims[:, 1, 0]) & (sims[:, 1, 1] > sims[:, 0, 1])
+        out[f"{name}_binding_image"] = float(image_ok.mean())
+        out[f"{name}_binding_text"] = float(text_ok.mean())
+        out[f"{name}_binding_pairs"] = float(len(originals))
+    return out
+
+
 def evaluate(
     gallery: Gallery, heldout: HeldOut, encode_images: EncodeFn, encode_texts: TextFn
 ) -> dict[str, float]:
@@ -139,6 +194,7 @@ def evaluate(
         out[f"{name}_fact_chance_p10"] = float(relevant.mean())
     for key, value in _classification(gallery, image_emb, encode_texts).items():
         out[f"cls_{key}"] = value
+    out.update(binding_accuracy(gallery, heldout, encode_images, encode_texts))
     return out
 
 

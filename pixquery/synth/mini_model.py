@@ -145,7 +145,11 @@ class TextTower(nn.Module):
         super().__init__()
         self.pad_id = cfg.pad_id
         self.token = nn.Embedding(cfg.vocab_size, cfg.text_width)
-        self.position = nn.Parameter(torch.randn(cfg.context_length, cfg.text_width) * 0.02)
+        # CLIP's initialisation: word and position vectors on comparable scales. With nn.Embedding's default
+        # (std 1, 50x the positions') the tower trained into a bag of words: "a star above a circle" and "a
+        # circle above a star" embedded at cosine 1.000, and colour-swapped captions too.
+        nn.init.normal_(self.token.weight, std=0.02)
+        self.position = nn.Parameter(torch.randn(cfg.context_length, cfg.text_width) * 0.01)
         self.blocks = nn.ModuleList([_Block(cfg.text_width, cfg.text_heads) for _ in range(cfg.text_layers)])
         self.ln = nn.LayerNorm(cfg.text_width)
         self.proj = nn.Linear(cfg.text_width, cfg.embed_dim, bias=False)

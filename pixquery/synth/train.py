@@ -259,8 +259,9 @@ def quick_eval(model: MiniCLIP, tokenizer_path: Path, heldout: HeldOut, n: int, 
     encode_images, encode_texts = _torch_encoders(model, tokenizer_path)
     figures = evaluate(gallery, heldout, encode_images, encode_texts)
     keep = ("seen_t2i_r10", "heldout_t2i_r10", "seen_i2t_r10", "heldout_i2t_r10", "heldout_fact_p10",
-            "heldout_fact_chance_p10", "seen_fact_p10", "cls_mean")
-    return {k: round(figures[k], 4) for k in keep} | {"gallery_scenes": n}
+            "heldout_fact_chance_p10", "seen_fact_p10", "cls_mean", "seen_binding_image", "heldout_binding_image",
+            "seen_binding_text", "heldout_binding_text")
+    return {k: round(figures[k], 4) for k in keep if k in figures} | {"gallery_scenes": n}
 
 
 def export_onnx(model: MiniCLIP, tokenizer_path: Path, out_dir: Path) -> Path:
