@@ -18,6 +18,7 @@ import numpy as np
 from pixquery.errors import IndexFormatError, PixqueryError, QueryError
 from pixquery.models.base import Encoder
 from pixquery.models.registry import DEFAULT_MODEL
+from pixquery.paths import default_index_dir
 from pixquery.query.engine import Hit, SearchContext, execute, hits_from
 from pixquery.query.spec import QuerySpec
 from pixquery.store import open_store
@@ -31,16 +32,6 @@ if TYPE_CHECKING:  # indexing is imported when an index is built: a query never 
 
 CATALOG_FILE = "catalog.sqlite"
 VECTORS_DIR = "vectors"
-
-
-def default_index_dir() -> Path:
-    """`$PIXQUERY_INDEX`, else the platform's user data dir (e.g. ~/.local/share/pixquery/index)."""
-    env = os.environ.get("PIXQUERY_INDEX")
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("pixquery")) / "index"
 
 
 @dataclass

@@ -353,7 +353,11 @@ def serve(
                                               help="Require this bearer token (all but /api/health).")] = None,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")] = False,
 ) -> None:
-    """Serve the web page and the HTTP API (OpenAPI at /openapi.json) for an index."""
+    """Serve the web page and the HTTP API (OpenAPI at /openapi.json) for an index.
+
+    While it runs, `pixquery search TEXT` on the same index asks it instead of loading the model (an HTTP round
+    trip instead of a cold start); set PIXQUERY_NO_SERVER=1 to search locally anyway.
+    """
     from pixquery.api import default_index_dir
     from pixquery.server.run import serve as run_server
 

@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -85,17 +85,56 @@ def run_search(args: argparse.Namespace) -> None:
     import os
     from pathlib import Path
 
+    from pixquery.paths import default_index_dir
+
+    index = Path(args.index).expanduser() if args.index else default_index_dir()
+    model = args.model or os.environ.get("PIXQUERY_MODEL")
+    if args.model is None and args.precision is None:
+        served = ask_resident_server(index, args)
+        if served is not None:
+            if args.json_out:
+                print_json([{k: v for k, v in hit.items() if k in HIT_KEYS} for hit in served])
+            else:
+                print_hits([ServedHit(int(h["id"]), str(h["path"]), float(h["score"])) for h in served])
+            return
     from pixquery.api import Library
 
-    index = args.index or os.environ.get("PIXQUERY_INDEX")
-    model = args.model or os.environ.get("PIXQUERY_MODEL")
     spec = query_spec(args)
-    with Library.open(Path(index) if index else None, model=model, precision=args.precision) as lib:
+    with Library.open(index, model=model, precision=args.precision) as lib:
         hits = lib.search(spec=spec)
     if args.json_out:
         print_json([h.to_dict() for h in hits])
     else:
         print_hits(hits)
+
+
+HIT_KEYS = ("id", "path", "score", "width", "height", "format", "taken_at", "camera_make", "camera_model", "gps_lat",
+            "gps_lon")
+"""What `Hit.to_dict` holds: a served result, stripped to these, prints as a local search would."""
+
+
+class ServedHit(NamedTuple):
+    """The fields of a result the table shows."""
+
+    id: int
+    path: str
+    score: float
+
+
+def plain_spec_json(args: argparse.Namespace) -> dict[str, Any]:
+    """The JSON query spec of `query_spec(args)`, written without importing the query package (numpy and all):
+    omitted fields take their defaults in `spec_from_dict` (tests/test_cold_query.py checks the two agree)."""
+    d = SEARCH_DEFAULTS
+    return {"texts": [{"text": args.text, "weight": 1.0}], "method": d["method"], "k": args.top,
+            "cutoff": d["cutoff"], "sort": d["sort"]}
+
+
+def ask_resident_server(index: Any, args: argparse.Namespace) -> list[dict[str, Any]] | None:
+    """Results from a `pixquery serve` running on `index` (see pixquery.server.beacon), or None."""
+    from pixquery.server.beacon import ask_server, live_server
+
+    url = live_server(index)
+    return None if url is None else ask_server(url, plain_spec_json(args))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

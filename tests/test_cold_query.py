@@ -134,3 +134,46 @@ def test_quick_search_builds_the_clis_query() -> None:
     assert args is not None
     spec = query_spec(args)
     assert [t.text for t in spec.texts] == ["a red car"] and spec.k == 7 and not spec.images
+
+
+def test_plain_spec_json_is_the_clis_query() -> None:
+    from pixquery.query.jsonspec import spec_from_dict
+    from pixquery.quick import plain_spec_json
+
+    args = parse_search(["search", "a red car", "-k", "7"])
+    assert args is not None
+    assert spec_from_dict(plain_spec_json(args)) == query_spec(args)
+
+
+def test_cold_search_asks_a_running_server_and_falls_back_without_one(tiny_index: Path) -> None:
+    pytest.importorskip("fastapi")
+    from pixquery.server.app import create_app
+    from pixquery.server.beacon import BEACON_FILE, remove_beacon, write_beacon
+    from pixquery.server.run import BackgroundServer
+
+    local, local_probe = run_probe("quick", "search", "a red car", "--index", str(tiny_index), "-k", "5", "--json")
+    assert local.returncode == 0 and len(local_probe["sessions"]) == 1
+    with BackgroundServer(create_app(tiny_index)) as server:
+        write_beacon(tiny_index, server.url, token_required=False)
+        try:
+            served, probe = run_probe("quick", "search", "a red car", "--index", str(tiny_index), "-k", "5", "--json")
+            table, _ = run_probe("quick", "search", "a red car", "--index", str(tiny_index), "-k", "3")
+        finally:
+            remove_beacon(tiny_index)
+    assert served.returncode == 0, served.stderr
+    assert probe["sessions"] == []  # the served path opens no model
+    served_hits, local_hits = json.loads(served.stdout), json.loads(local.stdout)
+    assert [h["id"] for h in served_hits] == [h["id"] for h in local_hits]
+    assert served_hits == local_hits  # same fields and scores as a local search prints
+    assert table.stdout.count("img_") == 3 and "score" in table.stdout
+    assert not (tiny_index / BEACON_FILE).exists()
+
+    # A beacon left by a dead server, or one that needs a token, is ignored: the query runs locally.
+    (tiny_index / BEACON_FILE).write_text(json.dumps({"url": "http://127.0.0.1:9", "pid": 2**22 + 12345,
+                                                      "token_required": False}))
+    try:
+        again, probe = run_probe("quick", "search", "a red car", "--index", str(tiny_index), "-k", "5", "--json")
+    finally:
+        (tiny_index / BEACON_FILE).unlink()
+    assert again.returncode == 0 and len(probe["sessions"]) == 1
+    assert [h["id"] for h in json.loads(again.stdout)] == [h["id"] for h in local_hits]

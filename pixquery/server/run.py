@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 import threading
@@ -15,6 +16,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from pixquery.server.app import LOOPBACK_HOSTS, create_app
+from pixquery.server.beacon import remove_beacon, write_beacon
 from pixquery.server.limits import Limits
 
 STARTUP_TIMEOUT_S = 120.0
@@ -66,12 +68,18 @@ def serve(
         while not server.started and not server.should_exit and time.monotonic() < deadline:
             time.sleep(0.05)
         if server.started:
+            # Lets a cold `pixquery search` on this index ask this server instead of loading the model.
+            with contextlib.suppress(OSError):
+                write_beacon(index_dir, url, token_required=token is not None)
             print(f"pixquery is serving {Path(index_dir)} at {url}  (Ctrl+C to stop)", file=sys.stderr)
             if open_browser:
                 webbrowser.open(url)
 
     threading.Thread(target=announce, name="pixquery-announce", daemon=True).start()
-    server.run()
+    try:
+        server.run()
+    finally:
+        remove_beacon(index_dir)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
