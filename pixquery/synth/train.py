@@ -238,6 +238,9 @@ def _torch_encoders(model: MiniCLIP, tokenizer_path: Path) -> tuple[Any, Any]:
     from pixquery.synth.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(tokenizer_path)
+    if tokenizer.padding is None:  # an exported layout's tokenizer pads nothing (the runtime pads per batch)
+        tokenizer.enable_padding(length=model.cfg.context_length, pad_id=model.cfg.pad_id, pad_token=PAD)
+        tokenizer.enable_truncation(max_length=model.cfg.context_length)
 
     def encode_images(images: Sequence[Image.Image]) -> np.ndarray:
         arr = torch.from_numpy(np.stack([np.asarray(im.convert("RGB")) for im in images]).transpose(0, 3, 1, 2))
