@@ -465,8 +465,9 @@ def test_upload_size_limit(server_case: ServerCase) -> None:  # noqa: F811
 # --- re-indexing ------------------------------------------------------------------------------------------------
 
 
-def add_images(case: ServerCase, folder: str, n: int, seed: int) -> list[Path]:
-    """New files that are not relevant to the case's text query (shifted copies of its non-relevant images)."""
+def add_images(case: ServerCase, folder: str, n: int, seed: int, scale: int = 1) -> list[Path]:
+    """New files that are not relevant to the case's text query (shifted copies of its non-relevant images),
+    `scale` times larger (slower to decode)."""
     sources = [p for p in sorted(case.gallery.rglob("*")) if p.suffix.lower() in (".jpg", ".png")
                and not case.relevant(p.name) and not case.example_relevant(p.name)][:4]
     rng = np.random.default_rng(seed)
@@ -476,7 +477,10 @@ def add_images(case: ServerCase, folder: str, n: int, seed: int) -> list[Path]:
     written = []
     for i in range(n):
         with Image.open(sources[i % len(sources)]) as img:
-            pixels = np.asarray(img.convert("RGB"), np.int16) + rng.integers(-12, 12)
+            rgb = img.convert("RGB")
+            if scale > 1:
+                rgb = rgb.resize((rgb.width * scale, rgb.height * scale))
+            pixels = np.asarray(rgb, np.int16) + rng.integers(-12, 12)
         path = out / f"new_{i:03d}.jpg"
         Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, quality=90)
         written.append(path)
@@ -551,7 +555,9 @@ def test_searches_stay_consistent_during_a_reindex(own_case: ServerCase) -> None
 
 def test_a_reindex_can_be_stopped_and_resumed(own_case: ServerCase) -> None:
     case = own_case
-    added = add_images(case, "many", 120, seed=2)
+    # Large enough that the job is still embedding when the stop arrives, even with a model as fast as mini's
+    # (120 small files were all indexed before the signal once, on a loaded machine).
+    added = add_images(case, "many", 240, seed=2, scale=8)
     app = create_app(case.index_dir, warm_thumbs=0)
     with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=60) as c:
         before = c.get("/api/status").json()["index"]["indexed"]
