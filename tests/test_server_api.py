@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import io
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -554,7 +555,16 @@ def test_searches_stay_consistent_during_a_reindex(own_case: ServerCase) -> None
 
 
 def test_a_reindex_can_be_stopped_and_resumed(own_case: ServerCase) -> None:
-    case = own_case
+    # As a server started in the background by a script (`pixquery serve &`): SIGINT arrives ignored, and its jobs
+    # must still stop when asked.
+    ignored = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _stop_and_resume(own_case)
+    finally:
+        signal.signal(signal.SIGINT, ignored)
+
+
+def _stop_and_resume(case: ServerCase) -> None:
     # Large enough that the job is still embedding when the stop arrives, even with a model as fast as mini's
     # (120 small files were all indexed before the signal once, on a loaded machine).
     added = add_images(case, "many", 240, seed=2, scale=8)

@@ -77,6 +77,7 @@ class ReindexJob:
                 text=True,
                 env=_child_env(),
                 start_new_session=True,  # our signals reach the job only; a Ctrl+C on the server reaches us only
+                preexec_fn=_listen_to_sigint,
             )
             self._state, self._roots = "running", len(roots)
             self._started_at, self._finished_at = time.time(), None
@@ -136,6 +137,16 @@ class ReindexJob:
                 "report": _public_report(self._report),
                 "error": self._error,
             }
+
+
+def _listen_to_sigint() -> None:
+    """In the job, before exec: take SIGINT's default action back, so Python turns it into KeyboardInterrupt.
+
+    A server started in the background by a non-interactive shell (`pixquery serve &` in a script, nohup, CI)
+    inherits SIGINT *ignored*, and so would its jobs: the stop request would then do nothing until the SIGKILL
+    after the grace period, and a job that finished meanwhile would report "done" instead of "stopped".
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _signal(proc: subprocess.Popen[str], sig: int) -> None:
