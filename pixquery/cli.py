@@ -76,7 +76,7 @@ def index(
     model: ModelOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per model call.")] = 32,
     workers: Annotated[int | None, typer.Option("--workers", "-w", min=1,
-                                                help="Decoding threads (default: cores, at least 2).")] = None,
+                                                help="Decoding threads (default: cores less one, at least 1).")] = None,
     include: Annotated[list[str] | None, typer.Option("--include", help="Only files matching this glob.")] = None,
     exclude: Annotated[list[str] | None,
                        typer.Option("--exclude", help="Skip files/folders matching this glob.")] = None,
