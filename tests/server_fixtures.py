@@ -64,6 +64,10 @@ def _shapes_gallery(folder: Path) -> ServerCase:
                 path = folder / shape / f"{colour}-{shape}-{i}.png"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 render_scene(scene, size=64, rng=rng).save(path)  # the size mini was trained at
+    # One file in a format browsers cannot show, for the JPEG-rendition endpoint (not relevant to any query).
+    odd = folder / "formats" / "purple-hexagon.tiff"
+    odd.parent.mkdir(parents=True, exist_ok=True)
+    render_scene(Scene([Obj("hexagon", "purple", "large", 0.5, 0.5)], "grey"), size=64, rng=rng).save(odd)
     return ServerCase(
         index_dir=Path(), gallery=folder, model="mini", meaningful=True,
         text_query="a red circle", relevant=lambda name: name.startswith("red-circle"),
