@@ -60,7 +60,9 @@ def _fail(message: str, code: int = 1) -> None:
 
 
 def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    from pixquery.quick import print_json
+
+    print_json(data)
 
 
 def _open(index: Path | None, model: str | None = None, precision: str | None = None):
@@ -192,21 +194,9 @@ def search(
     if not hits and query.cutoff is not None:
         _console().print("nothing above the relevance cut-off; try --cutoff none to see the closest images")
         return
-    _print_hits(hits)
+    from pixquery.quick import print_hits
 
-
-def _print_hits(hits: list) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(show_edge=False, header_style="bold")
-    table.add_column("#", justify="right")
-    table.add_column("score", justify="right")
-    table.add_column("id", justify="right")
-    table.add_column("path")
-    for rank, hit in enumerate(hits, 1):
-        table.add_row(str(rank), f"{hit.score:.3f}", str(hit.id), hit.path)
-    Console().print(table if hits else "no results")
+    print_hits(hits)
 
 
 @app.command()

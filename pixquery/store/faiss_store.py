@@ -113,13 +113,6 @@ class FaissStore(DerivedStore):
     def _index_path(self, seq: int) -> Path:
         return self.dir / f"faiss-{self.requested}.{seq}.index"
 
-    def _manifest_stamp(self) -> tuple[int, int] | None:
-        try:
-            st = self.manifest_path.stat()
-        except FileNotFoundError:
-            return None
-        return st.st_mtime_ns, st.st_ino
-
     def _load(self) -> None:
         """Read the manifest and the index it names (a missing or unreadable index means: rebuild from raw)."""
         self._stamp = self._manifest_stamp()

@@ -73,11 +73,7 @@ class FlatStore:
         self._load()
 
     def _stamp(self) -> tuple[int, int] | None:
-        try:
-            st = (self.dir / MANIFEST).stat()
-        except FileNotFoundError:
-            return None
-        return st.st_mtime_ns, st.st_ino
+        return file_stamp(self.dir / MANIFEST)
 
     def refresh(self) -> bool:
         """For a read-only view: pick up what a writer committed since we opened. Returns True if reloaded."""
@@ -252,6 +248,15 @@ class FlatStore:
 
     def close(self) -> None:
         self._vectors = np.zeros((0, self.dim), np.float32)
+
+
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    """(mtime ns, inode) of a manifest, or None: an atomic replace changes it, so a reader knows to reload."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_mtime_ns, st.st_ino
 
 
 def top_k(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -100,13 +100,6 @@ class MilvusStore(DerivedStore):
         else:
             self._built = False
 
-    def _manifest_stamp(self) -> tuple[int, int] | None:
-        try:
-            st = self.manifest_path.stat()
-        except FileNotFoundError:
-            return None
-        return st.st_mtime_ns, st.st_ino
-
     def _load(self) -> None:
         self._stamp = self._manifest_stamp()
         manifest = read_manifest(self.manifest_path) or {}

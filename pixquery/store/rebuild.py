@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from pixquery.store.flat import FlatStore, _atomic_write_json, top_k
+from pixquery.store.flat import FlatStore, _atomic_write_json, file_stamp, top_k
 
 RECALL_K = 10
 
@@ -181,6 +181,10 @@ class DerivedStore:
         self.params: dict[str, Any] = {**self.default_params, **(params or {})}
         self.cursor = Cursor()
         self.info: dict[str, Any] = {}  # build facts kept in the manifest: build seconds, measured recall, ...
+
+    def _manifest_stamp(self) -> tuple[int, int] | None:
+        """The stamp of this structure's manifest (subclasses define `manifest_path`)."""
+        return file_stamp(self.manifest_path)  # type: ignore[attr-defined]
 
     # --- raw layer ----------------------------------------------------------------------------------------
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
