@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -42,6 +42,7 @@ from pixquery.synth.world import (
     HeldOut,
     Scene,
     sample_scene,
+    swap_colours,
 )
 
 TWIN_EDIT_KINDS: tuple[str, ...] = ("colour", "shape", "move", "size")
@@ -57,9 +58,7 @@ def colour_swap(scene: Scene, rng: np.random.Generator, heldout: HeldOut) -> Sce
         a, b = pairs[int(k)]
         if heldout.blocks_pair(objs[b].colour, objs[a].shape) or heldout.blocks_pair(objs[a].colour, objs[b].shape):
             continue
-        swapped = list(objs)
-        swapped[a], swapped[b] = replace(objs[a], colour=objs[b].colour), replace(objs[b], colour=objs[a].colour)
-        return Scene(tuple(swapped), scene.background)
+        return swap_colours(scene, a, b)
     return None
 
 

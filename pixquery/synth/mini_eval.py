@@ -25,7 +25,7 @@ same thing:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -33,7 +33,16 @@ from PIL import Image
 from pixquery.eval.metrics import recall_from_ranks, retrieval_ranks, topk_accuracy
 from pixquery.synth.captions import BACKGROUND_WORDS, NUMBER_WORDS, caption_for, describe, plural
 from pixquery.synth.render import render_scene
-from pixquery.synth.world import BACKGROUNDS, COLOURS, SHAPES, HeldOut, Scene, involves_heldout, sample_scene
+from pixquery.synth.world import (
+    BACKGROUNDS,
+    COLOURS,
+    SHAPES,
+    HeldOut,
+    Scene,
+    involves_heldout,
+    sample_scene,
+    swap_colours,
+)
 
 EncodeFn = Callable[[Sequence[Image.Image]], np.ndarray]
 TextFn = Callable[[Sequence[str]], np.ndarray]
@@ -141,11 +150,8 @@ def binding_accuracy(
             pair = _swap_partner(scene, heldout, want_heldout)
             if pair is None:
                 continue
-            a, b = pair
-            objs = list(scene.objects)
-            objs[a], objs[b] = replace(objs[a], colour=objs[b].colour), replace(objs[b], colour=objs[a].colour)
             originals.append((i, scene))
-            swaps.append(Scene(tuple(objs), scene.background))
+            swaps.append(swap_colours(scene, *pair))
         if not originals:
             continue
         images, texts = [], []

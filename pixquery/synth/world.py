@@ -471,6 +471,13 @@ def _forced_for_fact(fact: tuple[str, ...], rng: np.random.Generator) -> tuple[d
     return ({"shape": a, "cell": ca}, {"shape": b, "cell": cb})
 
 
+def swap_colours(scene: Scene, a: int, b: int) -> Scene:
+    """`scene` with objects `a` and `b` exchanging colours (shapes, sizes and places stay)."""
+    objs = list(scene.objects)
+    objs[a], objs[b] = replace(objs[a], colour=objs[b].colour), replace(objs[b], colour=objs[a].colour)
+    return Scene(tuple(objs), scene.background)
+
+
 def sample_scene(rng: np.random.Generator, heldout: HeldOut = DEFAULT_HELDOUT, split: Split = "train",
                  n_objects: int | None = None, max_tries: int = 10_000) -> Scene:
     """Draw a scene deterministically from ``rng``.
