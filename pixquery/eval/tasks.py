@@ -42,6 +42,7 @@ from pixquery.eval.datasets import (
 )
 from pixquery.eval.datasets.karpathy import find_karpathy_file
 from pixquery.models.base import l2_normalize
+from pixquery.tasks.templates import CURATED_TEMPLATES
 
 CURVE_MAX_K = 50
 """Recall curves are drawn for k = 1..50 (the largest cut-off any of these benchmarks reports)."""
@@ -49,17 +50,9 @@ CURVE_MAX_K = 50
 PROMPT_TEMPLATE = "a photo of a {}."
 """CLIP's default zero-shot prompt (and CLIP_benchmark's for datasets without their own templates)."""
 
-ENSEMBLE_TEMPLATES = (
-    "itap of a {}.",
-    "a bad photo of the {}.",
-    "a origami {}.",
-    "a photo of the large {}.",
-    "a {} in a video game.",
-    "art of the {}.",
-    "a photo of the small {}.",
-)
+ENSEMBLE_TEMPLATES = CURATED_TEMPLATES
 """The seven ImageNet templates OpenAI's prompt-engineering notebook selected out of its 80 (same accuracy as all
-80 for a twelfth of the text encoding)."""
+80 for a twelfth of the text encoding); the organize tasks' "curated" set."""
 
 
 class EvalError(PixqueryError, ValueError):
