@@ -19,5 +19,21 @@ class IndexFormatError(PixqueryError):
     """An index directory is missing files or was written by an incompatible version."""
 
 
+class NotFoundError(PixqueryError):
+    """An id, file or folder the request names does not exist (in the index, or on disk any more)."""
+
+
+class StaleFileError(PixqueryError):
+    """An indexed file changed on disk since it was indexed (or was swapped for something else): re-index it."""
+
+
 class QueryError(PixqueryError):
-    """A search request is malformed (empty query, unreadable query image, bad parameter)."""
+    """A search request is malformed (empty query, unreadable query image, bad parameter).
+
+    `field` names the part of the request at fault ("k", "filters.folder", "texts[0]"), when known, so the HTTP
+    API can point at it without reading the message.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field

@@ -1,20 +1,39 @@
-"""Progress bars for long work (indexing, evaluation, training), shown on stderr."""
+"""Progress reporting: the callback type every long task takes, and a rich progress bar that drives it.
+
+A task calls `progress(stage, done, total)`; it never draws anything itself. The faces decide how to show it: the
+CLI draws bars on stderr (`rich_progress`), the server records the latest figures, the Python API shows nothing.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from pixquery.indexing import ProgressFn
+ProgressFn = Callable[[str, int, int], None]
+"""progress(stage, done, total): called as work advances. `stage` is a key of `STAGES` or a free label."""
 
-_LABELS = {"hash": "Reading new files", "embed": "Embedding images"}
+STAGES: dict[str, tuple[str, str]] = {
+    "hash": ("Reading new files", "files"),
+    "embed": ("Embedding images", "images"),
+    "texts": ("Embedding texts", "texts"),
+    "vocabulary": ("Embedding the vocabulary", "words"),
+    "labels": ("Embedding labels", "prompts"),
+    "fingerprints": ("Fingerprinting images", "images"),
+    "calibrate": ("Calibrating on your images", "images"),
+    "score": ("Scoring images", "images"),
+}
+"""stage -> (what the bar says, what it counts)."""
+
+
+def no_progress(stage: str, done: int, total: int) -> None:
+    """The callback used when nobody watches."""
 
 
 @contextmanager
-def rich_progress(enabled: bool = True) -> Iterator[ProgressFn | None]:
-    """Yield a progress(stage, done, total) callback that drives a rich progress bar with rate and ETA."""
+def rich_progress(enabled: bool = True) -> Iterator[ProgressFn]:
+    """A progress callback drawing one rich bar per stage on stderr, with a rate in the stage's own unit and ETA."""
     if not enabled:
-        yield None
+        yield no_progress
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -22,7 +41,8 @@ def rich_progress(enabled: bool = True) -> Iterator[ProgressFn | None]:
     class RateColumn(TextColumn):
         def render(self, task):  # type: ignore[override]
             speed = task.finished_speed or task.speed
-            return super().render(task) if speed is None else f"{speed:.1f} images/s"
+            unit = task.fields.get("unit", "items")
+            return super().render(task) if speed is None else f"{speed:.1f} {unit}/s"
 
     tasks: dict[str, int] = {}
     with Progress(
@@ -32,7 +52,8 @@ def rich_progress(enabled: bool = True) -> Iterator[ProgressFn | None]:
 
         def update(stage: str, done: int, total: int) -> None:
             if stage not in tasks:
-                tasks[stage] = bar.add_task(_LABELS.get(stage, stage), total=total)
+                label, unit = STAGES.get(stage, (stage, "items"))
+                tasks[stage] = bar.add_task(label, total=total, unit=unit)
             bar.update(tasks[stage], completed=done, total=total)
 
         yield update

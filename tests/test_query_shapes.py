@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from pixquery.query.shapes_rewrite import SceneText, ShapesRewriter, apply_edit_text, read_scene_text
+from pixquery.synth.rewrite import SceneText, ShapesRewriter, apply_edit_text, read_scene_text
 from pixquery.synth.captions import caption_for
 from pixquery.synth.edits import apply_edit, sample_edit
 from pixquery.synth.world import DEFAULT_HELDOUT, sample_scene

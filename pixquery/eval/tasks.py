@@ -325,6 +325,9 @@ class ComposedTask(Task):
         params = dict(spec.params)
         if self.shapesworld and spec.name == "rewrite":
             # ShapesWorld ships a zero-shot captioner and a rule-based rewriter, so rewrite runs out of the box.
+            from pixquery.synth.rewrite import register
+
+            register()
             params.setdefault("captioner", "shapesworld")
             params.setdefault("rewriter", "shapesworld")
         return params

@@ -7,6 +7,8 @@ ever probes with `getattr`.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
@@ -20,6 +22,12 @@ PRECISIONS = ("fp32", "int8")
 
 TOKENS_PER_WORD = 1.35
 """Words to tokens for a tokenizer-less estimate (BPE tokenizers give about 1.3 tokens per English word)."""
+
+
+def estimate_tokens(text: str) -> int:
+    """Token count estimate for BPE tokenizers (start and end tokens included), rounded up: errs on the long side."""
+    words = len(re.findall(r"\w+|[^\w\s]", text))
+    return 2 + math.ceil(TOKENS_PER_WORD * words)
 
 
 @runtime_checkable
@@ -95,8 +103,8 @@ class EncoderBase:
         raise NotImplementedError(f"{type(self).__name__} must implement encode_texts")
 
     def token_lengths(self, texts: Sequence[str]) -> np.ndarray:
-        # An estimate for backends without a tokenizer of their own: words times a typical BPE ratio, plus BOS/EOS.
-        return np.array([int(len(t.split()) * TOKENS_PER_WORD + 0.999) + 2 for t in texts], dtype=np.int64)
+        # Backends without a tokenizer of their own get the estimate.
+        return np.array([estimate_tokens(t) for t in texts], dtype=np.int64)
 
 
 class ModelError(PixqueryError):

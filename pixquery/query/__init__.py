@@ -1,31 +1,3 @@
-"""Queries: what the user asked (`QuerySpec`), how images and texts compose, and how results are ranked and cut.
-
-Public entry points: `QuerySpec` (+ `WeightedText`, `WeightedImage`, `Rerank`), `SearchContext`, `execute` /
-`run_query`, the composition registry `METHODS`, the JSON form (`pixquery.query.jsonspec`), and the plugin
-protocols `Captioner` / `Rewriter` for caption-rewrite composition.
-"""
-
-from pixquery.query.compose import AUTO_METHOD, METHODS
-from pixquery.query.engine import Hit, QueryOutcome, SearchContext, execute, query_vector, run_query
-from pixquery.query.rewrite import Captioner, Reference, Rewriter, register_captioner, register_rewriter
-from pixquery.query.spec import QuerySpec, Rerank, WeightedImage, WeightedText
-
-__all__ = [
-    "AUTO_METHOD",
-    "METHODS",
-    "Captioner",
-    "Hit",
-    "QueryOutcome",
-    "QuerySpec",
-    "Reference",
-    "Rerank",
-    "Rewriter",
-    "SearchContext",
-    "WeightedImage",
-    "WeightedText",
-    "execute",
-    "query_vector",
-    "register_captioner",
-    "register_rewriter",
-    "run_query",
-]
+"""Queries: what the user asked (`spec.QuerySpec`), how images and texts compose (`compose`), and how results are
+ranked, filtered and cut (`engine.run_query`). The faces use the plain data types of `spec` and `jsonspec`; the
+engine itself is reached through the facade (`pixquery.api.Library.search`)."""

@@ -21,6 +21,7 @@ import numpy as np
 
 from pixquery.errors import QueryError
 from pixquery.models.base import Encoder, l2_normalize
+from pixquery.query.inversion import invert
 from pixquery.query.rewrite import Captioner, Reference, Rewriter, get_captioner, get_rewriter
 
 AUTO_METHOD = "weighted"
@@ -90,15 +91,10 @@ class ComposeInput:
 
 @dataclass
 class Composition:
-    """A composed query: the vector to search with, and what the method found on the way (for explanations).
-
-    `gallery_text_weight` (β) asks the engine to score each candidate by (1 − β)·q·f_I(x) + β·q·f_T(caption(x))
-    when caption vectors of the collection are available (WeiMoCIR's gallery side).
-    """
+    """A composed query: the vector to search with, and what the method found on the way (for explanations)."""
 
     vector: np.ndarray
     notes: dict[str, Any] = field(default_factory=dict)
-    gallery_text_weight: float = 0.0
 
 
 def _weighted_mean(vectors: np.ndarray | None, weights: np.ndarray | None) -> np.ndarray:
@@ -123,7 +119,7 @@ def _single_modality(inp: ComposeInput) -> Composition | None:
 
 def _check_unit_interval(name: str, value: float) -> None:
     if not 0.0 <= value <= 1.0:
-        raise QueryError(f"{name} must be between 0 and 1, got {value}")
+        raise QueryError(f"{name} must be between 0 and 1, got {value}", field=f"params.{name}")
 
 
 # --- methods ----------------------------------------------------------------------------------------------------
@@ -150,22 +146,18 @@ def compose_sum(inp: ComposeInput) -> Composition:
     return Composition(l2_normalize((w[:, None] * stacked).sum(0)))
 
 
-def compose_weighted(inp: ComposeInput, alpha: float = 0.5, beta: float = 0.0) -> Composition:
-    """WeiMoCIR: q = norm((1 − α)·f_I(ref) + α·f_T(edit)).
+def compose_weighted(inp: ComposeInput, alpha: float = 0.5) -> Composition:
+    """WeiMoCIR's query side: q = norm((1 − α)·f_I(ref) + α·f_T(edit)).
 
     Args:
         alpha: the text's share, 0 (image only) to 1 (text only); 0.5 was best on ShapesWorld (tuned over
             0.3-0.8), where it equals `sum` for one image and one text.
-        beta: gallery side: each candidate is scored against (1 − β)·its image vector + β·its caption vector,
-            when the index has caption vectors (`SearchContext.caption_store`); 0 turns it off.
     """
     _check_unit_interval("alpha", alpha)
-    _check_unit_interval("beta", beta)
     single = _single_modality(inp)
     if single is not None:
-        single.gallery_text_weight = beta
         return single
-    return Composition(_fuse(inp.ref, inp.edit, alpha), {"alpha": alpha}, gallery_text_weight=beta)
+    return Composition(_fuse(inp.ref, inp.edit, alpha), {"alpha": alpha})
 
 
 def _describe_reference(
@@ -182,11 +174,8 @@ def _describe_reference(
         captions = [chosen.caption(ref) for ref in inp.references]
         weights = np.ones(len(captions), np.float32) / len(captions)
         return captions, weights, {"captions": captions}
-    from pixquery.query.inversion import load_vocabulary, nearest_words, vocabulary_embeddings
-
-    words = load_vocabulary(vocabulary if vocabulary is not None else inp.vocabulary)
-    vectors = vocabulary_embeddings(inp.encoder, words, word_template)
-    found = nearest_words(inp.ref, words, vectors, top_k, temperature)
+    found = invert(inp.encoder, inp.ref, vocabulary if vocabulary is not None else inp.vocabulary, top_k,
+                   temperature, word_template)
     return [word_template.format(w) for w, _ in found], np.array([s for _, s in found], np.float32), {"words": found}
 
 
@@ -272,15 +261,12 @@ def compose_inversion(
     """
     _check_unit_interval("image_weight", image_weight)
     if "{word}" not in combine:
-        raise QueryError(f"combine must contain {{word}}, got {combine!r}")
+        raise QueryError(f"combine must contain {{word}}, got {combine!r}", field="params.combine")
     single = _single_modality(inp)
     if single is not None:
         return single
-    from pixquery.query.inversion import load_vocabulary, nearest_words, vocabulary_embeddings
-
-    words = load_vocabulary(vocabulary if vocabulary is not None else inp.vocabulary)
-    vectors = vocabulary_embeddings(inp.encoder, words, word_template)
-    found = nearest_words(inp.ref, words, vectors, top_k, temperature)
+    found = invert(inp.encoder, inp.ref, vocabulary if vocabulary is not None else inp.vocabulary, top_k,
+                   temperature, word_template)
     texts = [combine.format(word=w, edit=inp.edit_text) for w, _ in found]
     vectors = inp.encode_texts(texts)
     weights = np.array([s for _, s in found], np.float32)
@@ -348,7 +334,7 @@ def method_params(method: str) -> dict[str, inspect.Parameter]:
 def check_method(method: str, params: dict[str, Any]) -> None:
     """Raise `QueryError` if the method is unknown or a parameter is unknown or of the wrong type."""
     if method != "auto" and method not in METHODS:
-        raise QueryError(f"unknown method {method!r}; methods: auto, {', '.join(METHODS)}")
+        raise QueryError(f"unknown method {method!r}; methods: auto, {', '.join(METHODS)}", field="method")
     known = method_params(method)
     for name, value in params.items():
         if name in SHARED_PARAMS:
@@ -360,12 +346,13 @@ def check_method(method: str, params: dict[str, Any]) -> None:
                 expected = bool
         else:
             accepted = ", ".join([*known, *SHARED_PARAMS])
-            raise QueryError(f"method {method!r} has no parameter {name!r}; it accepts: {accepted}")
+            raise QueryError(f"method {method!r} has no parameter {name!r}; it accepts: {accepted}", field="params")
         is_bool = isinstance(value, bool)
         wants_bool = expected is bool
         if not isinstance(value, expected) or (is_bool and not wants_bool):
             names = {str: "text", bool: "true/false"}.get(expected, "a number")  # type: ignore[arg-type]
-            raise QueryError(f"parameter {name!r} of method {method!r} must be {names}, got {value!r}")
+            raise QueryError(f"parameter {name!r} of method {method!r} must be {names}, got {value!r}",
+                             field=f"params.{name}")
 
 
 def compose(method: str, inp: ComposeInput, params: dict[str, Any]) -> Composition:

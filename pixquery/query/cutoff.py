@@ -58,10 +58,10 @@ def parse_cutoff(cutoff: float | str | None) -> CutoffRule | None:
     if cutoff is None:
         return None
     if isinstance(cutoff, bool):
-        raise QueryError("cutoff must be a number, 'auto' or a rule name, not true/false")
+        raise QueryError("cutoff must be a number, 'auto' or a rule name, not true/false", field="cutoff")
     if isinstance(cutoff, int | float):
         if not np.isfinite(cutoff):
-            raise QueryError(f"cutoff must be a finite number, got {cutoff}")
+            raise QueryError(f"cutoff must be a finite number, got {cutoff}", field="cutoff")
         return CutoffRule("score", float(cutoff))
     text = str(cutoff).strip().lower()
     if text == "auto":
@@ -69,16 +69,18 @@ def parse_cutoff(cutoff: float | str | None) -> CutoffRule | None:
     name, _, value = text.partition(":")
     if name not in RULES:
         raise QueryError(
-            f"unknown cutoff {cutoff!r}: use a number, 'auto', or one of {', '.join(RULES)} (optionally 'RULE:Z')"
+            f"unknown cutoff {str(cutoff)[:40]!r}: use a number, 'auto', or one of {', '.join(RULES)} (optionally "
+            "'RULE:Z')",
+            field="cutoff",
         )
     if not value:
         return CutoffRule(name, RULES[name])
     try:
         z = float(value)
     except ValueError:
-        raise QueryError(f"cutoff {cutoff!r}: {value!r} is not a number") from None
+        raise QueryError(f"cutoff {cutoff!r}: {value!r} is not a number", field="cutoff") from None
     if not np.isfinite(z):
-        raise QueryError(f"cutoff {cutoff!r}: the value must be finite")
+        raise QueryError(f"cutoff {cutoff!r}: the value must be finite", field="cutoff")
     return CutoffRule(name, z)
 
 

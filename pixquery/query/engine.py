@@ -7,11 +7,12 @@ The flow of one query:
    negatives in "subtract" mode move that vector;
 3. one `VectorStore.search` for k results, or for a candidate pool when a re-ranker needs one
    (α-QE searches twice);
-4. on the pool, optionally: database-side augmentation, gallery-side caption mixing, penalty negatives,
-   hubness reduction (QB-Norm, CSLS); then the calibrated relevance cut-off, MMR diversity and the date sort.
+4. on the pool, optionally: database-side augmentation, penalty negatives, hubness reduction (QB-Norm, CSLS);
+   then the calibrated relevance cut-off, MMR diversity and the date sort.
 
 A plain text query costs the text encode and one matrix product; everything that needs more (a vocabulary, a
-query bank, collection statistics) is computed once and cached (`pixquery.query.embedcache`).
+query bank, collection statistics) is computed once and cached (`pixquery.query.textbank`,
+`pixquery.query.collection`).
 """
 
 from __future__ import annotations
@@ -27,13 +28,15 @@ from pixquery.media.decode import ImageDecodeError, open_image
 from pixquery.models.base import Encoder
 from pixquery.query import negatives as neg
 from pixquery.query import rerank as rr
+from pixquery.query.collection import calibration_sample, store_cached
 from pixquery.query.compose import ComposeInput, Composition, compose
 from pixquery.query.cutoff import CutoffRule, match_mask, parse_cutoff
-from pixquery.query.embedcache import all_vectors, cached_text_embeddings, calibration_sample, store_cached
 from pixquery.query.filters import compile_filters
+from pixquery.query.inversion import DEFAULT_TEMPLATE
 from pixquery.query.longtext import encode_texts
 from pixquery.query.rewrite import Captioner, Reference, Rewriter
 from pixquery.query.spec import QuerySpec, WeightedImage, WeightedText
+from pixquery.query.textbank import embed_texts, embed_words, load_words
 from pixquery.store.base import VectorStore
 from pixquery.store.catalog import Catalog, FileRow
 
@@ -54,12 +57,7 @@ class Hit:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: id, path, score and the photo's metadata."""
-        return {"id": self.id, "path": self.path, "score": round(float(self.score), 6), **_metadata(self.row)}
-
-
-def _metadata(row: FileRow) -> dict[str, Any]:
-    keys = ("width", "height", "format", "taken_at", "camera_make", "camera_model", "gps_lat", "gps_lon")
-    return {k: getattr(row, k) for k in keys}
+        return {"id": self.id, "path": self.path, "score": round(float(self.score), 6), **self.row.metadata()}
 
 
 @dataclass
@@ -72,7 +70,6 @@ class SearchContext:
         vocabulary: words for the inversion method and the default query bank (list or file; None = shipped).
         query_bank: texts of typical queries for hubness reduction and the "bank" cut-off (None = the
             vocabulary in the template "a photo of a {}").
-        caption_store: caption vectors of the collection under the same ids (WeiMoCIR's gallery side, `beta`).
     """
 
     encoder: Encoder
@@ -82,7 +79,6 @@ class SearchContext:
     rewriter: Rewriter | None = None
     vocabulary: list[str] | str | None = None
     query_bank: list[str] | None = None
-    caption_store: VectorStore | None = None
 
 
 @dataclass
@@ -195,11 +191,9 @@ def _bank(ctx: SearchContext, images_only: bool) -> tuple[np.ndarray, np.ndarray
         texts = list(ctx.query_bank)
         if len(texts) > BANK_SIZE:
             texts = [texts[i] for i in np.linspace(0, len(texts) - 1, BANK_SIZE).astype(int)]
-        return cached_text_embeddings(ctx.encoder, texts, kind="bank"), None, f"bank:{hash(tuple(texts))}"
-    from pixquery.query.inversion import load_vocabulary, vocabulary_embeddings
-
-    words = load_vocabulary(ctx.vocabulary)
-    vectors = vocabulary_embeddings(ctx.encoder, words)
+        return embed_texts(ctx.encoder, texts, kind="bank"), None, f"bank:{hash(tuple(texts))}"
+    words = load_words(ctx.vocabulary, default="inversion")
+    vectors = embed_words(ctx.encoder, words, DEFAULT_TEMPLATE)
     if len(vectors) > BANK_SIZE:
         vectors = vectors[np.linspace(0, len(vectors) - 1, BANK_SIZE).astype(int)]
     return vectors, None, f"vocab:{hash(tuple(words))}"
@@ -211,7 +205,7 @@ def bank_stats(ctx: SearchContext, images_only: bool, options: dict[str, Any]) -
     bank, bank_ids, bank_key = _bank(ctx, images_only)
 
     def build() -> rr.BankStats:
-        ids, vectors = all_vectors(ctx.store)
+        ids, vectors = ctx.store.all_vectors()
         return rr.bank_statistics(ids, vectors, bank, beta, k, bank_ids)
 
     return store_cached(ctx.store, ("bank", bank_key, beta, k), build)
@@ -223,30 +217,21 @@ def bank_stats(ctx: SearchContext, images_only: bool, options: dict[str, Any]) -
 _allowed_cache: weakref.WeakKeyDictionary[Catalog, dict[Any, tuple[Any, np.ndarray]]] = weakref.WeakKeyDictionary()
 
 
-def _catalog_version(catalog: Catalog) -> tuple[int, int]:
-    """Changes whenever the catalog changes: SQLite's data_version (other connections) and our own changes."""
-    return int(catalog.db.execute("PRAGMA data_version").fetchone()[0]), int(catalog.db.total_changes)
-
-
 def _allowed_ids(spec: QuerySpec, ctx: SearchContext) -> np.ndarray | None:
     """Ids the filters allow; repeated filters (a user paging or refining the text) reuse the last answer
     while the catalog is unchanged, since reading many ids from SQLite costs more than the search."""
-    compiled = compile_filters(spec.filters)
-    if compiled.empty:
+    where = compile_filters(spec.filters)
+    if where.empty:
         return None
-    key = (compiled.where, compiled.params)
-    version = _catalog_version(ctx.catalog)
-    try:
-        slot = _allowed_cache.setdefault(ctx.catalog, {})
-    except TypeError:
-        slot = {}
-    hit = slot.get(key)
+    version = ctx.catalog.data_version()
+    slot = _allowed_cache.setdefault(ctx.catalog, {})
+    hit = slot.get(where)
     if hit is not None and hit[0] == version:
         return hit[1]
-    allowed = np.asarray(ctx.catalog.select_ids(compiled.where, compiled.params), np.int64)
+    allowed = np.asarray(ctx.catalog.select_ids(where), np.int64)
     if len(slot) > 32:
         slot.clear()
-    slot[key] = (version, allowed)
+    slot[where] = (version, allowed)
     return allowed
 
 
@@ -278,9 +263,8 @@ def run_query(spec: QuerySpec, ctx: SearchContext) -> QueryOutcome:
         return QueryOutcome([], method, q, notes, 0 if rule else None)
 
     options = spec.rerank.options
-    beta = composition.gallery_text_weight if ctx.caption_store is not None else 0.0
     penalise = spec.negative_mode == "penalty" and len(negatives) > 0
-    needs_pool = spec.rerank.active or penalise or beta > 0
+    needs_pool = spec.rerank.active or penalise
     pool = _pool_size(spec, needs_pool)
 
     if spec.rerank.expansion == "aqe":
@@ -290,7 +274,7 @@ def run_query(spec: QuerySpec, ctx: SearchContext) -> QueryOutcome:
             q = rr.alpha_qe(q, ctx.store.get(top_ids), top_scores, rr.option(options, "aqe_alpha"))
     scores, ids = _search(ctx, q, pool, allowed)
     vectors = ctx.store.get(ids) if (needs_pool and len(ids)) else None
-    scores, calibrated = _rescore(spec, ctx, q, ids, scores, vectors, negatives, lambdas, beta)
+    scores, calibrated = _rescore(spec, ctx, q, ids, scores, vectors, negatives, lambdas)
 
     order = np.lexsort((ids, -scores))
     scores, ids, calibrated = scores[order], ids[order], calibrated[order]
@@ -321,16 +305,13 @@ def _rescore(
     vectors: np.ndarray | None,
     negatives: np.ndarray,
     lambdas: np.ndarray,
-    beta: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pool scores after the optional steps, and the calibrated scores the cut-off reads.
 
-    The cut-off reads cosine-scale scores (after caption mixing and negative penalties, before DBA and hubness
-    reduction), since its calibration compares them with the query's cosine scores over the collection.
+    The cut-off reads cosine-scale scores (after negative penalties, before DBA and hubness reduction), since its
+    calibration compares them with the query's cosine scores over the collection.
     """
     options = spec.rerank.options
-    if beta > 0 and vectors is not None:
-        scores = (1.0 - beta) * scores + beta * (_caption_vectors(ctx, ids, vectors) @ q)
     if spec.negative_mode == "penalty" and len(negatives) and vectors is not None:
         taus, scales = _penalty_calibration(spec, ctx, q, negatives)
         scores = neg.penalty(scores, vectors, negatives, lambdas, taus, scales)
@@ -349,17 +330,6 @@ def _rescore(
 def execute(spec: QuerySpec, ctx: SearchContext) -> list[Hit]:
     """Run a query and return hits, best first (or by date taken with sort="date")."""
     return run_query(spec, ctx).hits
-
-
-def _caption_vectors(ctx: SearchContext, ids: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    """Caption vectors of the pool; an item without one keeps its image vector (so β leaves it unchanged)."""
-    out = fallback.copy()
-    for row, i in enumerate(ids.tolist()):
-        try:
-            out[row] = ctx.caption_store.get(np.array([i]))[0]
-        except KeyError:
-            continue
-    return out
 
 
 def _penalty_calibration(

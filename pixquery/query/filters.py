@@ -1,9 +1,8 @@
-"""Metadata filters: a dict of conditions compiled to one SQL WHERE clause over the catalog's `files` table.
+"""Metadata filters: a user's dict of conditions, checked and turned into a `Filter` value for the catalog.
 
-The engine turns the clause into the set of allowed catalog ids (`Catalog.select_ids`) and hands it to
-`VectorStore.search(..., allowed_ids=...)`, so a selective filter still returns k results from inside the
-allowed set instead of k results of which most are then dropped. User values only ever travel as bound
-parameters; the SQL text is built from this module's constants alone.
+The engine asks the catalog for the allowed catalog ids (`Catalog.select_ids(filter)`, which alone writes SQL) and
+hands them to `VectorStore.search(..., allowed_ids=...)`, so a selective filter still returns k results from inside
+the allowed set instead of k results of which most are then dropped.
 
 Filter keys (all optional, combined with AND):
 
@@ -23,14 +22,27 @@ Filter keys (all optional, combined with AND):
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from pixquery.errors import QueryError
+from pixquery.store.where import (
+    Condition,
+    ExtIn,
+    Filter,
+    FolderUnder,
+    HasGps,
+    PathGlob,
+    PixelBound,
+    Tagged,
+    TakenBefore,
+    TakenFrom,
+    TextIn,
+)
 
 EXT_ALIASES: dict[str, tuple[str, ...]] = {
     "jpg": ("jpg", "jpeg", "jpe"),
@@ -40,51 +52,38 @@ EXT_ALIASES: dict[str, tuple[str, ...]] = {
     "heic": ("heic", "heif"),
     "heif": ("heic", "heif"),
 }
+MAX_VALUES = 100
+"""Most values one filter key may list."""
+MAX_VALUE_CHARS = 4096
+"""Longest text one filter value may be (a folder path, a pattern, a label)."""
 
 
-@dataclass(frozen=True)
-class CompiledFilter:
-    """A WHERE clause over `files` and its bound parameters; `where` is "1" when nothing is filtered."""
-
-    where: str
-    params: tuple[Any, ...]
-
-    @property
-    def empty(self) -> bool:
-        """True when the filter lets every file through."""
-        return self.where == "1"
+def _fail(key: str, message: str) -> QueryError:
+    return QueryError(f"filter {key!r} {message}", field=f"filters.{key}")
 
 
 def _as_list(key: str, value: Any, kind: type = str) -> list[Any]:
     values = value if isinstance(value, list | tuple) else [value]
     if not values:
-        raise QueryError(f"filter {key!r} is an empty list")
+        raise _fail(key, "is an empty list")
+    if len(values) > MAX_VALUES:
+        raise _fail(key, f"lists {len(values)} values; the limit is {MAX_VALUES}")
     for v in values:
         if not isinstance(v, kind) or isinstance(v, bool) or (kind is str and not v.strip()):
-            raise QueryError(f"filter {key!r} expects {'text' if kind is str else kind.__name__} values, got {v!r}")
+            raise _fail(key, f"expects {'text' if kind is str else kind.__name__} values, got {v!r}")
+        if kind is str and len(v) > MAX_VALUE_CHARS:
+            raise _fail(key, f"has a value of {len(v)} characters; the limit is {MAX_VALUE_CHARS}")
     return list(values)
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+def _folder(key: str, value: Any) -> Condition:
+    # abspath, not resolve(): the catalog keeps paths as discovered, symlinks included.
+    roots = (os.path.abspath(os.path.expanduser(f)).rstrip(os.sep) or os.sep for f in _as_list(key, value))
+    return FolderUnder(tuple(roots))
 
 
-def _folder(key: str, value: Any) -> tuple[str, list[Any]]:
-    parts, params = [], []
-    for folder in _as_list(key, value):
-        # abspath, not resolve(): the catalog keeps paths as discovered, symlinks included.
-        root = os.path.abspath(os.path.expanduser(folder)).rstrip(os.sep) or os.sep
-        parts.append("(folder = ? OR folder LIKE ? ESCAPE '\\')")
-        params += [root, _escape_like(root.rstrip(os.sep)) + os.sep + "%"]
-    return "(" + " OR ".join(parts) + ")", params
-
-
-def _glob(key: str, value: Any) -> tuple[str, list[Any]]:
-    parts, params = [], []
-    for pattern in _as_list(key, value):
-        parts.append("path GLOB ?")
-        params.append(pattern if "/" in pattern else "*/" + pattern)
-    return "(" + " OR ".join(parts) + ")", params
+def _glob(key: str, value: Any) -> Condition:
+    return PathGlob(tuple(p if "/" in p else "*/" + p for p in _as_list(key, value)))
 
 
 _DATE_FORMS = (
@@ -94,7 +93,7 @@ _DATE_FORMS = (
 )
 
 
-def date_bounds(text: str) -> tuple[str, str | None]:
+def date_bounds(text: str, key: str = "date") -> tuple[str, str | None]:
     """(start, end) of a partial ISO date as comparable strings; end is exclusive, or None for a full datetime.
 
     "2021" -> ("2021-01-01", "2022-01-01"); "2021-06-01T10:00:00" -> ("2021-06-01T10:00:00", None).
@@ -115,86 +114,71 @@ def date_bounds(text: str) -> tuple[str, str | None]:
             start = date.fromisoformat(text)
             return start.isoformat(), (start + timedelta(days=1)).isoformat()
         return datetime.fromisoformat(text).isoformat(), None
-    except ValueError:
+    except (ValueError, OverflowError):
         raise QueryError(
-            f"cannot read the date {text!r}: use YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS"
+            f"cannot read the date {text[:40]!r}: use YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS",
+            field=f"filters.{key}",
         ) from None
 
 
-def _taken_from(key: str, value: Any) -> tuple[str, list[Any]]:
-    start, _ = date_bounds(_as_list(key, value)[0])
-    return "(taken_at IS NOT NULL AND taken_at >= ?)", [start]
+def _taken_from(key: str, value: Any) -> Condition:
+    start, _ = date_bounds(_as_list(key, value)[0], key)
+    return TakenFrom(start)
 
 
-def _taken_to(key: str, value: Any) -> tuple[str, list[Any]]:
-    start, end = date_bounds(_as_list(key, value)[0])
-    if end is None:
-        return "(taken_at IS NOT NULL AND taken_at <= ?)", [start]
-    return "(taken_at IS NOT NULL AND taken_at < ?)", [end]
+def _taken_to(key: str, value: Any) -> Condition:
+    start, end = date_bounds(_as_list(key, value)[0], key)
+    return TakenBefore(start, inclusive=True) if end is None else TakenBefore(end)
 
 
-def _text_equal(column: str) -> Callable[[str, Any], tuple[str, list[Any]]]:
-    def build(key: str, value: Any) -> tuple[str, list[Any]]:
-        names = [v.strip().lower() for v in _as_list(key, value)]
-        marks = ",".join("?" * len(names))
-        return f"(lower(trim({column})) IN ({marks}))", names
+def _text_equal(column: str) -> Callable[[str, Any], Condition]:
+    def build(key: str, value: Any) -> Condition:
+        return TextIn(column, tuple(v.strip().lower() for v in _as_list(key, value)))
 
     return build
 
 
-def _ext(key: str, value: Any) -> tuple[str, list[Any]]:
+def _ext(key: str, value: Any) -> Condition:
     exts: list[str] = []
     for e in _as_list(key, value):
         e = e.strip().lower().lstrip(".")
         for alias in EXT_ALIASES.get(e, (e,)):
             if alias not in exts:
                 exts.append(alias)
-    return f"(ext IN ({','.join('?' * len(exts))}))", exts
+    return ExtIn(tuple(exts))
 
 
-def _bound(column: str, op: str) -> Callable[[str, Any], tuple[str, list[Any]]]:
-    def build(key: str, value: Any) -> tuple[str, list[Any]]:
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise QueryError(f"filter {key!r} expects a non-negative number of pixels, got {value!r}")
-        return f"({column} IS NOT NULL AND {column} {op} ?)", [int(value)]
+def _bound(column: str, at_least: bool) -> Callable[[str, Any], Condition]:
+    def build(key: str, value: Any) -> Condition:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            raise _fail(key, f"expects a non-negative number of pixels, got {value!r}")
+        return PixelBound(column, int(min(value, 2**62)), at_least)
 
     return build
 
 
-def _has_gps(key: str, value: Any) -> tuple[str, list[Any]]:
+def _has_gps(key: str, value: Any) -> Condition:
     if not isinstance(value, bool):
-        raise QueryError(f"filter {key!r} expects true or false, got {value!r}")
-    clause = "(gps_lat IS NOT NULL AND gps_lon IS NOT NULL)" if value else "(gps_lat IS NULL OR gps_lon IS NULL)"
-    return clause, []
+        raise _fail(key, f"expects true or false, got {value!r}")
+    return HasGps(value)
 
 
-def _tag_exists(min_score: float | None) -> tuple[str, list[Any]]:
-    score = " AND t.score >= ?" if min_score is not None else ""
-    return f"EXISTS (SELECT 1 FROM tags t WHERE t.file_id = files.id AND t.label = ?{score})", (
-        [min_score] if min_score is not None else []
-    )
-
-
-def _tags(filters: dict[str, Any]) -> tuple[list[str], list[Any]]:
+def _tags(filters: dict[str, Any]) -> list[Condition]:
     min_score = filters.get("min_tag_score")
-    if min_score is not None and (isinstance(min_score, bool) or not isinstance(min_score, int | float)):
-        raise QueryError(f"filter 'min_tag_score' expects a number, got {min_score!r}")
-    clauses: list[str] = []
-    params: list[Any] = []
-    exists, score_params = _tag_exists(min_score)
+    if min_score is not None and (
+        isinstance(min_score, bool) or not isinstance(min_score, int | float) or not math.isfinite(min_score)
+    ):
+        raise _fail("min_tag_score", f"expects a number, got {min_score!r}")
+    score = float(min_score) if min_score is not None else None
+    out: list[Condition] = []
     if "tags" in filters:
-        for label in _as_list("tags", filters["tags"]):
-            clauses.append(exists)
-            params += [label.strip(), *score_params]
+        out.append(Tagged(tuple(t.strip() for t in _as_list("tags", filters["tags"])), False, score))
     if "any_tags" in filters:
-        labels = _as_list("any_tags", filters["any_tags"])
-        clauses.append("(" + " OR ".join([exists] * len(labels)) + ")")
-        for label in labels:
-            params += [label.strip(), *score_params]
-    return clauses, params
+        out.append(Tagged(tuple(t.strip() for t in _as_list("any_tags", filters["any_tags"])), True, score))
+    return out
 
 
-BUILDERS: dict[str, Callable[[str, Any], tuple[str, list[Any]]]] = {
+BUILDERS: dict[str, Callable[[str, Any], Condition]] = {
     "folder": _folder,
     "glob": _glob,
     "taken_from": _taken_from,
@@ -202,34 +186,26 @@ BUILDERS: dict[str, Callable[[str, Any], tuple[str, list[Any]]]] = {
     "camera_make": _text_equal("camera_make"),
     "camera_model": _text_equal("camera_model"),
     "ext": _ext,
-    "min_width": _bound("width", ">="),
-    "max_width": _bound("width", "<="),
-    "min_height": _bound("height", ">="),
-    "max_height": _bound("height", "<="),
+    "min_width": _bound("width", True),
+    "max_width": _bound("width", False),
+    "min_height": _bound("height", True),
+    "max_height": _bound("height", False),
     "has_gps": _has_gps,
 }
 FILTER_KEYS: tuple[str, ...] = (*BUILDERS, "tags", "any_tags", "min_tag_score")
 
 
-def compile_filters(filters: dict[str, Any] | None) -> CompiledFilter:
-    """Compile a filter dict (keys in the module docstring) to a WHERE clause; `QueryError` on unknown keys/values.
+def compile_filters(filters: dict[str, Any] | None) -> Filter:
+    """Check a filter dict (keys in the module docstring) and turn it into a `Filter`; `QueryError` names the key.
 
     None values are treated as absent, so a form can send every field.
     """
+    if filters is not None and not isinstance(filters, dict):
+        raise QueryError("filters must be an object of filter keys", field="filters")
     filters = {k: v for k, v in (filters or {}).items() if v is not None}
     unknown = sorted(set(filters) - set(FILTER_KEYS))
     if unknown:
-        raise QueryError(f"unknown filter {', '.join(map(repr, unknown))}; known filters: {', '.join(FILTER_KEYS)}")
-    clauses: list[str] = []
-    params: list[Any] = []
-    for key, build in BUILDERS.items():
-        if key in filters:
-            clause, values = build(key, filters[key])
-            clauses.append(clause)
-            params += values
-    tag_clauses, tag_params = _tags(filters)
-    clauses += tag_clauses
-    params += tag_params
-    if not clauses:
-        return CompiledFilter("1", ())
-    return CompiledFilter(" AND ".join(clauses), tuple(params))
+        shown = ", ".join(repr(str(k)[:40]) for k in unknown[:5])
+        raise QueryError(f"unknown filter {shown}; known filters: {', '.join(FILTER_KEYS)}", field="filters")
+    conditions = [build(key, filters[key]) for key, build in BUILDERS.items() if key in filters]
+    return Filter(tuple(conditions + _tags(filters)))

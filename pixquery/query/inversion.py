@@ -1,7 +1,7 @@
 """Discrete textual inversion (after FreeDom): describe an image by the vocabulary words nearest to it.
 
 Each vocabulary word w is embedded once per model as f_T(template.format(w)) (default "a photo of a {}"),
-cached on disk (`pixquery.query.embedcache`). An image vector v is described by the `top_k` words with the
+cached on disk (`pixquery.query.textbank`). An image vector v is described by the `top_k` words with the
 highest cosine to v, softly weighted by a softmax of those cosines at `temperature`: a low temperature keeps
 mostly the best word, a high one spreads the weight. The composition method `inversion` then queries with an
 ensemble of texts that combine each word with the edit.
@@ -12,51 +12,29 @@ file (one word or phrase per line, "#" comments allowed) or a list can replace i
 
 from __future__ import annotations
 
-from functools import lru_cache
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from pixquery.errors import QueryError
 from pixquery.models.base import Encoder
-from pixquery.query.embedcache import cached_text_embeddings
+from pixquery.query.textbank import embed_words, load_words
 
-DEFAULT_VOCABULARY = Path(__file__).resolve().parent.parent / "data" / "vocabulary" / "inversion_words.txt"
 DEFAULT_TEMPLATE = "a photo of a {}"
 
 
-@lru_cache(maxsize=8)
-def _read_words(path: str) -> tuple[str, ...]:
-    words: list[str] = []
-    seen: set[str] = set()
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            word = line.split("#", 1)[0].strip()
-            if word and word not in seen:
-                seen.add(word)
-                words.append(word)
-    return tuple(words)
-
-
-def load_vocabulary(source: str | Path | list[str] | tuple[str, ...] | None = None) -> list[str]:
-    """The words of a vocabulary: a list as given, a file path, or None for the shipped vocabulary."""
-    if isinstance(source, list | tuple):
-        words = [str(w).strip() for w in source if str(w).strip()]
-    else:
-        path = Path(source).expanduser() if source is not None else DEFAULT_VOCABULARY
-        if not path.is_file():
-            raise QueryError(f"vocabulary file not found: {path} (one word or phrase per line)")
-        words = list(_read_words(str(path)))
-    if not words:
-        raise QueryError("the vocabulary is empty")
-    return words
-
-
-def vocabulary_embeddings(encoder: Encoder, words: list[str], template: str = DEFAULT_TEMPLATE) -> np.ndarray:
-    """Unit embeddings of `template.format(word)` for every word, cached on disk per model."""
-    if "{}" not in template:
-        raise QueryError(f"the vocabulary template must contain '{{}}' where the word goes, got {template!r}")
-    return cached_text_embeddings(encoder, [template.format(w) for w in words], kind="vocab")
+def invert(
+    encoder: Encoder,
+    image_vector: np.ndarray,
+    vocabulary: str | Path | Sequence[str] | None = None,
+    top_k: int = 3,
+    temperature: float = 0.02,
+    template: str = DEFAULT_TEMPLATE,
+) -> list[tuple[str, float]]:
+    """The vocabulary words nearest to an image vector, with their weights (see `nearest_words`)."""
+    words = load_words(vocabulary, default="inversion")
+    return nearest_words(image_vector, words, embed_words(encoder, words, template), top_k, temperature)
 
 
 def nearest_words(

@@ -55,7 +55,7 @@ def _kind(value: Any) -> str:
 
 
 def _fail(field: str, problem: str) -> QueryError:
-    return QueryError(f"{field}: {problem}")
+    return QueryError(f"{field}: {problem}", field=field)
 
 
 def _number(value: Any, field: str) -> float:

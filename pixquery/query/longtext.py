@@ -6,57 +6,28 @@ sentence is still too long), consecutive pieces are packed into chunks that fit,
 text's vector is the token-weighted mean of the chunk vectors, renormalised. Texts that fit are embedded as they
 are, in one batch, so short queries pay nothing.
 
-Token counts come from the encoder when it can tell them (`count_tokens(texts)` or `token_lengths(texts)`, on
-the encoder or its `tokenizer`), otherwise from a word-count estimate that errs on the long side (CLIP's BPE
-averages about 1.3 tokens per English word).
+Token counts come from the encoder (`Encoder.token_lengths`: its tokenizer's, or a word-count estimate that errs
+on the long side for a backend without one); `estimate_tokens` is that estimate for callers without an encoder.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from pixquery.models.base import Encoder, l2_normalize
+from pixquery.models.base import Encoder, estimate_tokens, l2_normalize
 
-DEFAULT_CONTEXT = 77
 SPECIAL_TOKENS = 2  # start and end of text
-TOKENS_PER_WORD = 1.35
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
 _CLAUSE_END = re.compile(r"(?<=,)\s+")
 
 
-def context_length(encoder: Encoder) -> int:
-    """The encoder's text context in tokens (special tokens included); 77 when it does not say."""
-    for owner in (encoder, getattr(encoder, "tokenizer", None)):
-        value = getattr(owner, "context_length", None)
-        if isinstance(value, int) and value > SPECIAL_TOKENS:
-            return value
-    return DEFAULT_CONTEXT
-
-
-def estimate_tokens(text: str) -> int:
-    """Token count estimate for BPE tokenizers (special tokens included), rounded up."""
-    words = len(re.findall(r"\w+|[^\w\s]", text))
-    return SPECIAL_TOKENS + math.ceil(TOKENS_PER_WORD * words)
-
-
 def token_counts(encoder: Encoder, texts: Sequence[str]) -> list[int]:
-    """Token counts of texts, special tokens included, from the encoder's tokenizer where it exposes one.
-
-    Counts from a truncating tokenizer are capped at the context length; a capped count is read as "too long".
-    """
-    for counter in (
-        getattr(encoder, "count_tokens", None),
-        getattr(encoder, "token_lengths", None),
-        getattr(getattr(encoder, "tokenizer", None), "token_lengths", None),
-    ):
-        if callable(counter):
-            return [int(n) for n in counter(list(texts))]
-    return [estimate_tokens(t) for t in texts]
+    """Token counts of texts, special tokens included (a truncating tokenizer's capped count reads as too long)."""
+    return [int(n) for n in encoder.token_lengths(list(texts))]
 
 
 def _pieces(text: str, fits: Callable[[str], bool]) -> list[str]:
@@ -107,7 +78,7 @@ def encode_texts(encoder: Encoder, texts: Sequence[str], long_text: bool = True)
         return np.zeros((0, encoder.dim), np.float32)
     if not long_text:
         return l2_normalize(encoder.encode_texts(texts))
-    limit = context_length(encoder)
+    limit = int(encoder.context_length)
     counts = token_counts(encoder, texts)
     # A count equal to the limit may be a truncated one, so only strictly shorter texts count as fitting.
     if all(n < limit for n in counts):

@@ -49,9 +49,11 @@ def check_options(options: dict[str, Any]) -> None:
     """Raise `QueryError` for unknown re-ranking options or values that are not positive numbers."""
     for name, value in options.items():
         if name not in OPTION_DEFAULTS:
-            raise QueryError(f"unknown rerank option {name!r}; options: {', '.join(OPTION_DEFAULTS)}")
+            raise QueryError(f"unknown rerank option {name!r}; options: {', '.join(OPTION_DEFAULTS)}",
+                             field="rerank.options")
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise QueryError(f"rerank option {name!r} must be a positive number, got {value!r}")
+            raise QueryError(f"rerank option {name!r} must be a positive number, got {value!r}",
+                             field=f"rerank.options.{name}")
 
 
 def option(options: dict[str, Any], name: str) -> float:

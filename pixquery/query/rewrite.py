@@ -11,8 +11,8 @@ or language model; users supply them through two small protocols:
 
 Plugins are registered by name (`register_captioner`, `register_rewriter`) and picked with the `captioner` and
 `rewriter` parameters of the `rewrite` and `pdv` methods, or handed directly to `SearchContext`. The registry
-ships a zero-shot ShapesWorld captioner and a rule-based ShapesWorld rewriter (`pixquery.query.shapes_rewrite`),
-which make the method testable end to end with the `mini` model.
+starts empty; the test world's zero-shot ShapesWorld captioner and rule-based rewriter (`pixquery.synth.rewrite`,
+registered by the evaluation harness) make the method testable end to end with the `mini` model.
 """
 
 from __future__ import annotations
@@ -69,9 +69,9 @@ class Rewriter(Protocol):
 CaptionerFactory = Callable[[Encoder], Captioner]
 RewriterFactory = Callable[[], Rewriter]
 
-# name -> "module:function" of a factory, imported only when used so that a plain query never imports plugins.
-_CAPTIONERS: dict[str, CaptionerFactory | str] = {"shapesworld": "pixquery.query.shapes_rewrite:ShapesCaptioner"}
-_REWRITERS: dict[str, RewriterFactory | str] = {"shapesworld": "pixquery.query.shapes_rewrite:ShapesRewriter"}
+# name -> a factory, or "module:function" of one (imported only when used, so a plain query never imports plugins).
+_CAPTIONERS: dict[str, CaptionerFactory | str] = {}
+_REWRITERS: dict[str, RewriterFactory | str] = {}
 
 
 def register_captioner(name: str, factory: CaptionerFactory) -> None:

@@ -20,6 +20,10 @@ HUBNESS_METHODS = ("qbnorm", "csls")
 EXPANSION_METHODS = ("aqe", "dba")
 SORT_ORDERS = ("score", "date")
 MAX_K = 10_000
+MAX_WEIGHT = 1000.0
+"""Largest |weight| of one part of a query (weights are relative; huge ones only overflow the arithmetic)."""
+MAX_TEXT_CHARS = 10_000
+"""Longest text one part of a query may be (long texts are split into the model's context and averaged)."""
 
 
 @dataclass
@@ -41,7 +45,7 @@ class WeightedImage:
 
     def __post_init__(self) -> None:
         if sum(x is not None for x in (self.path, self.catalog_id, self.image)) != 1:
-            raise QueryError("an image query needs exactly one of: a path, a catalog id, an image")
+            raise QueryError("an image query needs exactly one of: a path, a catalog id, an image", field="images")
 
 
 @dataclass
@@ -73,16 +77,18 @@ class Rerank:
         """Raise `QueryError` naming the bad field."""
         if self.hubness is not None and self.hubness not in HUBNESS_METHODS:
             raise QueryError(
-                f"rerank.hubness must be one of {', '.join(HUBNESS_METHODS)} or null, got {self.hubness!r}"
+                f"rerank.hubness must be one of {', '.join(HUBNESS_METHODS)} or null, got {self.hubness!r}",
+                field="rerank.hubness",
             )
         if self.expansion is not None and self.expansion not in EXPANSION_METHODS:
             raise QueryError(
-                f"rerank.expansion must be one of {', '.join(EXPANSION_METHODS)} or null, got {self.expansion!r}"
+                f"rerank.expansion must be one of {', '.join(EXPANSION_METHODS)} or null, got {self.expansion!r}",
+                field="rerank.expansion",
             )
         if not 0.0 <= float(self.diversity) <= 1.0:
-            raise QueryError(f"rerank.diversity must be between 0 and 1, got {self.diversity}")
+            raise QueryError(f"rerank.diversity must be between 0 and 1, got {self.diversity}", field="rerank.diversity")
         if self.pool is not None and not 1 <= int(self.pool) <= 100_000:
-            raise QueryError(f"rerank.pool must be between 1 and 100000, got {self.pool}")
+            raise QueryError(f"rerank.pool must be between 1 and 100000, got {self.pool}", field="rerank.pool")
         from pixquery.query.rerank import check_options
 
         check_options(self.options)
@@ -130,22 +136,24 @@ class QuerySpec:
         from pixquery.query.filters import compile_filters
 
         if not self.texts and not self.images:
-            raise QueryError("empty query: give a text, an image, or both")
+            raise QueryError("empty query: give a text, an image, or both", field="texts")
         for t in self.texts + self.negative_texts:
-            if not isinstance(t.text, str) or not t.text.strip():
-                raise QueryError("a query text is empty")
+            _check_text(t.text)
         for item in self.texts + self.images + self.negative_texts + self.negative_images:
-            if not isinstance(item.weight, int | float) or item.weight != item.weight:
-                raise QueryError(f"a weight must be a number, got {item.weight!r}")
+            weight = item.weight
+            if isinstance(weight, bool) or not isinstance(weight, int | float) or not abs(weight) <= MAX_WEIGHT:
+                raise QueryError(f"a weight must be a number between -{MAX_WEIGHT:g} and {MAX_WEIGHT:g}, got "
+                                 f"{weight!r}", field="weight")
         if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
-            raise QueryError(f"k must be an integer between 1 and {MAX_K}, got {self.k!r}")
+            raise QueryError(f"k must be an integer between 1 and {MAX_K}, got {self.k!r}", field="k")
         if self.sort not in SORT_ORDERS:
-            raise QueryError(f"sort must be 'score' or 'date', got {self.sort!r}")
+            raise QueryError(f"sort must be 'score' or 'date', got {self.sort!r}", field="sort")
         if self.negative_mode not in NEGATIVE_MODES:
-            raise QueryError(f"negative_mode must be one of {', '.join(NEGATIVE_MODES)}, got {self.negative_mode!r}")
+            raise QueryError(f"negative_mode must be one of {', '.join(NEGATIVE_MODES)}, got {self.negative_mode!r}",
+                             field="negative_mode")
         for img in self.images + self.negative_images:
             if img.path is not None and not Path(img.path).exists():
-                raise QueryError(f"query image not found: {img.path}")
+                raise QueryError(f"query image not found: {img.path}", field="images")
         check_method(self.method, self.params)
         compile_filters(self.filters)
         parse_cutoff(self.cutoff)
@@ -161,3 +169,15 @@ class QuerySpec:
         for path in images or []:
             spec.images.append(WeightedImage(path=str(path)))
         return spec
+
+
+def _check_text(text: object) -> None:
+    """A query text must be non-empty, valid Unicode (no lone surrogates) and of bounded length."""
+    if not isinstance(text, str) or not text.strip():
+        raise QueryError("a query text is empty", field="texts")
+    if len(text) > MAX_TEXT_CHARS:
+        raise QueryError(f"a query text is {len(text)} characters; the limit is {MAX_TEXT_CHARS}", field="texts")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise QueryError("a query text is not valid Unicode (it holds a lone surrogate)", field="texts") from None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -12,12 +12,17 @@ class VectorStore(Protocol):
     """Vectors keyed by catalog id (int64). Vectors are float32 and unit length; similarity is the dot product.
 
     Writes become durable at `flush()`: a crash before it may lose the unflushed adds, never corrupt the store.
-    The catalog is the source of truth; `pixquery.store.reconcile` repairs any difference on open.
+    The catalog is the source of truth; `pixquery.indexing.reconcile` repairs any difference on open.
     """
 
     kind: str
     """Store backend name, e.g. "flat", "faiss-hnsw"."""
     dim: int
+
+    @property
+    def version(self) -> int:
+        """A counter that changes whenever the stored vectors change (caches of collection statistics key on it)."""
+        ...
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add or replace the vectors of these catalog ids."""
@@ -44,8 +49,20 @@ class VectorStore(Protocol):
         """All catalog ids currently stored (int64)."""
         ...
 
+    def all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of every stored vector, for clustering, duplicates and collection statistics."""
+        ...
+
     def count(self) -> int:
         """Number of stored vectors."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """Kind, parameters, sizes, and the recall@10 measured at build time (1.0 for exact search)."""
+        ...
+
+    def refresh(self) -> bool:
+        """A read-only view picks up what a writer committed since; True when something changed."""
         ...
 
     def flush(self) -> None:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pixquery.store.where import Filter
 
 SCHEMA_VERSION = 1
 
@@ -82,6 +85,23 @@ class FileRow:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the row."""
         return dict(self.__dict__)
+
+    def metadata(self) -> dict[str, Any]:
+        """What a search result shows about the photo: size, format, date taken, camera, position."""
+        return {key: getattr(self, key) for key in METADATA_COLUMNS}
+
+
+@dataclass(frozen=True)
+class Tag:
+    """One tag of one file; `source` says which tagger wrote it ("labels", "open")."""
+
+    file_id: int
+    label: str
+    score: float
+    source: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"file_id": self.file_id, "label": self.label, "score": round(self.score, 4), "source": self.source}
 
 
 class Catalog:
@@ -154,10 +174,55 @@ class Catalog:
     def errors(self) -> list[FileRow]:
         return self._rows("SELECT * FROM files WHERE status = 'error' ORDER BY path")
 
-    def select_ids(self, where: str, params: Sequence[Any] = ()) -> list[int]:
-        """Ids of indexed files matching a SQL condition over `files` (built by pixquery.query.filters)."""
-        sql = f"SELECT id FROM files WHERE status = 'indexed' AND ({where}) ORDER BY id"
+    def select_ids(self, where: Filter) -> list[int]:
+        """Ids of indexed files matching a filter (built from a query spec by pixquery.query.filters)."""
+        clause, params = where.sql()
+        sql = f"SELECT id FROM files WHERE status = 'indexed' AND ({clause}) ORDER BY id"
         return [r[0] for r in self.db.execute(sql, params)]
+
+    def folders(self, limit: int | None = None) -> list[tuple[str, int]]:
+        """(folder, number of indexed files) for every folder holding some, most populated first."""
+        sql = "SELECT folder, COUNT(*) AS n FROM files WHERE status = 'indexed' GROUP BY folder ORDER BY n DESC, folder"
+        rows = self.db.execute(sql + (" LIMIT ?" if limit else ""), (limit,) if limit else ())
+        return [(str(folder), int(n)) for folder, n in rows]
+
+    def data_version(self) -> tuple[int, int]:
+        """Changes whenever the catalog changes: SQLite's data_version (other connections) and our own changes."""
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0]), int(self.db.total_changes)
+
+    # --- tags ---------------------------------------------------------------------------------------------
+    def write_tags(self, file_ids: Sequence[int], tags: Iterable[Tag], source: str) -> int:
+        """Replace `source`'s tags of `file_ids` with `tags` (those of that source) in one transaction.
+
+        Files in `file_ids` that get no tag lose their old ones too: a re-run that finds "none of these" must not
+        leave the previous run's answer behind. Returns how many tags were written.
+        """
+        rows = [(t.file_id, t.label, float(t.score), source) for t in tags if t.source == source]
+        with self.db:
+            self.db.executemany("DELETE FROM tags WHERE file_id = ? AND source = ?", [(int(i), source) for i in file_ids])
+            # OR REPLACE: a label may come twice for one file (e.g. two vocabulary spellings), keep the last.
+            self.db.executemany("INSERT OR REPLACE INTO tags(file_id, label, score, source) VALUES (?, ?, ?, ?)", rows)
+        return len(rows)
+
+    def read_tags(self, file_ids: Iterable[int] | None = None, source: str | None = None) -> dict[int, list[Tag]]:
+        """Tags per file id, best score first; all files when `file_ids` is None, every source when `source` is."""
+        sql = "SELECT file_id, label, score, source FROM tags"
+        params: list[Any] = []
+        if source is not None:
+            sql += " WHERE source = ?"
+            params.append(source)
+        wanted = None if file_ids is None else {int(i) for i in file_ids}
+        out: dict[int, list[Tag]] = defaultdict(list)
+        for file_id, label, score, src in self.db.execute(sql + " ORDER BY file_id, score DESC", params):
+            if wanted is None or file_id in wanted:
+                out[int(file_id)].append(Tag(int(file_id), str(label), float(score), str(src)))
+        return dict(out)
+
+    def tag_counts(self, source: str | None = None) -> list[tuple[str, int]]:
+        """(label, number of files) for every label, most frequent first."""
+        where, params = ("WHERE source = ?", [source]) if source is not None else ("", [])
+        sql = f"SELECT label, COUNT(DISTINCT file_id) AS n FROM tags {where} GROUP BY label ORDER BY n DESC, label"
+        return [(str(label), int(n)) for label, n in self.db.execute(sql, params)]
 
     # --- writing ------------------------------------------------------------------------------------------
     def insert(self, path: str, folder: str, ext: str, size: int, mtime_ns: int, content_hash: str) -> int:

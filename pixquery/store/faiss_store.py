@@ -2,7 +2,7 @@
 
 Raw vectors stay in the flat store's files (the canonical copy); the faiss index is derived from them and labels
 each vector with its raw *row number*, so no second id map is kept and any row range can be re-added after a crash
-(see `pixquery.store.rebuild`). Files, beside the raw ones in the store directory:
+(see `pixquery.store.derived`). Files, beside the raw ones in the store directory:
 
   faiss-<type>.json          manifest (the commit point): index file, cursor over the raw rows, parameters, recall
   faiss-<type>.<seq>.index   the serialised faiss index it names
@@ -33,8 +33,9 @@ import faiss
 import numpy as np
 
 from pixquery.store.auto import choose_index, ivf_nlist
-from pixquery.store.flat import _fsync_dir
-from pixquery.store.rebuild import Cursor, Delta, DerivedStore, RawView, read_manifest, rerank, write_manifest
+from pixquery.fsutil import fsync_dir
+from pixquery.store.flat import RawView
+from pixquery.store.derived import Cursor, Delta, DerivedStore, read_manifest, rerank, write_manifest
 
 KIND_TYPES = {"faiss-hnsw": "hnsw", "faiss-ivfpq": "ivfpq", "auto": "auto"}
 
@@ -155,7 +156,7 @@ class FaissStore(DerivedStore):
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
             os.replace(tmp, self._index_path(seq))
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
         manifest = {
             "type": self.built_type if self.index is not None else None,
             "seq": seq,

@@ -14,30 +14,43 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from pixquery.fsutil import atomic_write_json
+
 MANIFEST = "manifest.json"
 COMPACT_DEAD_FRACTION = 0.25
+RAW_PREFIXES = ("vectors", "ids")
+"""File-name prefixes of the raw rows (what every store kind keeps)."""
 
 
-def _atomic_write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+@dataclass(frozen=True)
+class RawView:
+    """The raw rows at one moment, without copying: row -> catalog id, which rows are live, and the vectors.
 
+    Derived structures (faiss, Milvus) address rows by number through this view instead of keeping a second id map.
+    """
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    gen: int
+    row_ids: np.ndarray
+    live: np.ndarray
+    matrix: np.ndarray
+    dead_count: int
+
+    @property
+    def rows(self) -> int:
+        return len(self.row_ids)
+
+    @property
+    def live_count(self) -> int:
+        return self.rows - self.dead_count
+
+    def live_rows(self) -> np.ndarray:
+        return np.flatnonzero(self.live)
 
 
 class FlatStore:
@@ -61,7 +74,7 @@ class FlatStore:
             if not readonly:
                 self._vec_path(0).touch()
                 self._ids_path(0).touch()
-                _atomic_write_json(manifest_path, manifest)
+                atomic_write_json(manifest_path, manifest)
         self._manifest_stamp = self._stamp()
         self.gen: int = int(manifest["gen"])
         self.rows: int = int(manifest["rows"])
@@ -70,6 +83,8 @@ class FlatStore:
             self._discard_uncommitted()
         self._pending_vectors: list[np.ndarray] = []
         self._pending_ids: list[np.ndarray] = []
+        self.version = 0
+        """Changes whenever the rows change (in this process, or a writer's commit seen by `refresh`)."""
         self._load()
 
     def _stamp(self) -> tuple[int, int] | None:
@@ -85,6 +100,7 @@ class FlatStore:
         self.gen, self.rows = int(manifest["gen"]), int(manifest["rows"])
         self._dead = {int(r) for r in manifest["dead"]}
         self._load()
+        self.version += 1
         return True
 
     # --- files --------------------------------------------------------------------------------------------
@@ -136,6 +152,7 @@ class FlatStore:
             if row is not None:
                 self._dead.add(row)
                 self._live[row] = False
+                self.version += 1
 
     def _write_pending(self) -> None:
         """Append pending adds to the files (not yet committed) and map them, so reads see them.
@@ -149,6 +166,7 @@ class FlatStore:
         ids = np.concatenate(self._pending_ids)
         vectors = np.concatenate(self._pending_vectors)
         self._pending_ids, self._pending_vectors = [], []
+        self.version += 1
         with open(self._vec_path(self.gen), "ab") as f:
             f.write(vectors.tobytes())
         with open(self._ids_path(self.gen), "ab") as f:
@@ -180,7 +198,7 @@ class FlatStore:
 
     def _write_manifest(self) -> None:
         manifest = {"dim": self.dim, "gen": self.gen, "rows": self.rows, "dead": sorted(self._dead)}
-        _atomic_write_json(self.dir / MANIFEST, manifest)
+        atomic_write_json(self.dir / MANIFEST, manifest)
 
     def compact(self) -> None:
         """Rewrite only the live rows into a new generation, then switch to it atomically."""
@@ -245,6 +263,36 @@ class FlatStore:
         matrix = self._matrix()
         rows = np.flatnonzero(self._live)
         return self._row_ids[rows], np.asarray(matrix[rows])
+
+    def raw_view(self) -> RawView:
+        """Every row written so far (pending adds included), numbered, without copying."""
+        matrix = self._matrix()
+        # The dead-row count comes from the store's set, not a pass over `live`: a search checks it every time.
+        return RawView(self.gen, self._row_ids, self._live, matrix, len(self._dead))
+
+    def rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """Sorted row numbers of the live vectors of these catalog ids (unknown ids are skipped)."""
+        row_of = self._row_of
+        rows = [row_of[i] for i in np.asarray(ids, np.int64).reshape(-1).tolist() if i in row_of]
+        return np.sort(np.array(rows, np.int64))
+
+    def raw_disk_bytes(self) -> int:
+        """Bytes of the raw row files on disk."""
+        return sum(p.stat().st_size for p in self.dir.iterdir() if p.name.split(".")[0] in RAW_PREFIXES)
+
+    def describe(self) -> dict[str, Any]:
+        """Kind, sizes and recall (exact: 1.0), in the form every store's `describe()` has."""
+        return {
+            "kind": self.kind,
+            "state": "exact",
+            "params": {},
+            "count": self.count(),
+            "raw_disk_bytes": self.raw_disk_bytes(),
+            "index_memory_bytes": 0,
+            "index_disk_bytes": 0,
+            "index_bytes_per_vector": 0.0,
+            "recall_at_10": 1.0,
+        }
 
     def close(self) -> None:
         self._vectors = np.zeros((0, self.dim), np.float32)

@@ -7,13 +7,14 @@ import os
 from pathlib import Path
 
 from pixquery.errors import IndexLockedError
+from pixquery.store.layout import IndexLayout
 
 
 class IndexLock:
     """Exclusive, non-blocking lock on `DIR/index.lock`. Readers (searches) do not take it."""
 
     def __init__(self, directory: Path) -> None:
-        self.path = Path(directory) / "index.lock"
+        self.path = IndexLayout(Path(directory)).lock
         self._fd: int | None = None
 
     def acquire(self) -> None:

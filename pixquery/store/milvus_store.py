@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from pixquery.store.rebuild import Cursor, Delta, DerivedStore, RawView, read_manifest, write_manifest
+from pixquery.store.derived import Cursor, Delta, DerivedStore, read_manifest, write_manifest
+from pixquery.store.flat import RawView
 
 MILVUS_PARAMS: dict[str, Any] = {
     "index_type": "HNSW",

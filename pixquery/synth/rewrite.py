@@ -226,3 +226,12 @@ class ShapesRewriter:
     def rewrite(self, caption: str, edit: str) -> list[str]:
         """The target caption: the caption's scene with the edit applied, in the world's caption style."""
         return [apply_edit_text(read_scene_text(caption), edit).caption()]
+
+
+def register() -> None:
+    """Make the ShapesWorld plugins available as captioner="shapesworld" and rewriter="shapesworld" (the
+    evaluation harness, the demo and the benchmarks call this; the product registers no test-world plugin)."""
+    from pixquery.query.rewrite import register_captioner, register_rewriter
+
+    register_captioner("shapesworld", ShapesCaptioner)
+    register_rewriter("shapesworld", ShapesRewriter)

@@ -1,4 +1,4 @@
-"""Structures derived from the raw vectors: kept in step with them, rebuilt from them, and `reindex`.
+"""Structures derived from the raw vectors: kept in step with them and rebuilt from them.
 
 Every index keeps its raw float32 vectors in the flat store's files, keyed by catalog id: the canonical copy.
 An approximate structure (a faiss graph or inverted file, a Milvus collection) is *derived* from those rows and can
@@ -9,13 +9,12 @@ at the time. Comparing the cursor with the raw store gives the delta to apply (r
 since). A cursor from another generation (the raw store compacted itself, which it does once a quarter of its rows
 are dead) means the structure is rebuilt: that is when deletions are finally paid for.
 
-`reindex()` switches an index to another store kind in place: under the index lock it builds the new structure from
-the raw rows, then atomically rewrites `config.json`. A kill at any moment leaves the old or the new store usable.
+Switching an index to another kind in place (`Library.set_store`) builds the new structure from the raw rows under
+the index lock, then atomically rewrites `config.json`: a kill at any moment leaves the old or the new store usable.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -24,47 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from pixquery.store.flat import FlatStore, _atomic_write_json, file_stamp, top_k
+from pixquery.fsutil import atomic_write_json
+from pixquery.store.flat import FlatStore, RawView, file_stamp, top_k
 
 RECALL_K = 10
-
-
-@dataclass(frozen=True)
-class RawView:
-    """The raw store's rows at one moment: row -> catalog id, which rows are live, and the vectors."""
-
-    gen: int
-    row_ids: np.ndarray
-    live: np.ndarray
-    matrix: np.ndarray
-    dead_count: int
-
-    @property
-    def rows(self) -> int:
-        return len(self.row_ids)
-
-    @property
-    def live_count(self) -> int:
-        return self.rows - self.dead_count
-
-    def live_rows(self) -> np.ndarray:
-        return np.flatnonzero(self.live)
-
-
-def raw_view(raw: FlatStore) -> RawView:
-    """Number every row written so far (pending adds included) and expose them without copying."""
-    # The flat store is the raw layer of every derived store; reading its row bookkeeping here, in one place,
-    # is what lets a derived structure address rows by number instead of keeping a second id map.
-    matrix = raw._matrix()
-    # The dead-row count comes from the store's set, not a pass over `live`: a search checks it every time.
-    return RawView(raw.gen, raw._row_ids, raw._live, matrix, len(raw._dead))
-
-
-def live_rows_of(raw: FlatStore, ids: np.ndarray) -> np.ndarray:
-    """Sorted raw rows of the live vectors of these catalog ids (unknown ids are skipped)."""
-    row_of = raw._row_of
-    rows = [row_of[i] for i in np.asarray(ids, np.int64).reshape(-1).tolist() if i in row_of]
-    return np.sort(np.array(rows, np.int64))
 
 
 def exact_search_rows(view: RawView, queries: np.ndarray, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -217,13 +179,13 @@ class DerivedStore:
     def flush(self) -> None:
         """Commit the raw rows, bring the structure up to them, and record how far it got."""
         self.raw.flush()
-        self._follow(raw_view(self.raw))
+        self._follow(self.raw.raw_view())
         self._save_after_flush()
 
     def rebuild(self) -> None:
         """Build the structure again from every live raw row (used by `reindex` and after compaction)."""
         self.raw.flush()
-        view = raw_view(self.raw)
+        view = self.raw.raw_view()
         start = time.perf_counter()
         if self._wanted(view):
             self._build(view)
@@ -280,7 +242,7 @@ class DerivedStore:
             return self.raw.search(queries, k, allowed_ids)
         if allowed_ids is None:
             return self._search(queries, k, view, None)
-        rows = live_rows_of(self.raw, allowed_ids)
+        rows = self.raw.rows_of(allowed_ids)
         if self._exact_for_filter(len(rows), view):
             return exact_search_rows(view, queries, k, rows)
         return self._search(queries, k, view, rows)
@@ -294,7 +256,7 @@ class DerivedStore:
         if self.readonly:
             self.raw.refresh()
             self._reload_if_changed()
-        view = raw_view(self.raw)
+        view = self.raw.raw_view()
         if not self._ready() and not self._wanted(view):
             return None
         return view if self._follow(view) else None
@@ -303,9 +265,14 @@ class DerivedStore:
         self._save_on_close()
         self.raw.close()
 
+    @property
+    def version(self) -> int:
+        """Changes whenever the raw rows change (the derived structure follows them)."""
+        return self.raw.version
+
     def describe(self) -> dict[str, Any]:
         """Kind, parameters, sizes and the recall measured at build time."""
-        raw_bytes = sum(p.stat().st_size for p in self.dir.iterdir() if p.name.split(".")[0] in ("vectors", "ids"))
+        raw_bytes = self.raw.raw_disk_bytes()
         count = self.count()
         memory = self._memory_bytes()
         return {
@@ -374,7 +341,7 @@ class DerivedStore:
 
 def write_manifest(path: Path, data: dict[str, Any]) -> None:
     """Atomically replace a derived structure's manifest (its commit point)."""
-    _atomic_write_json(path, data)
+    atomic_write_json(path, data)
 
 
 def read_manifest(path: Path) -> dict[str, Any] | None:
@@ -382,61 +349,3 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-
-
-# --- reindex --------------------------------------------------------------------------------------------------
-def reindex(library_path: str | Path, kind: str, **params: Any) -> dict[str, Any]:
-    """Switch the index at `library_path` to the store `kind` in place, from its raw vectors (nothing re-embedded).
-
-    Order: take the index lock, build the new structure beside the old one, atomically rewrite `config.json`, then
-    delete what only the old kind used. A kill before the config switch leaves the old store in use (the new files
-    are ignored, or reused by a later reindex); after it, the new one. Returns the new store's `describe()`.
-    `params` (e.g. M=16, efSearch=128, memory_budget=...) are kept in config.json under extra["store_params"].
-    """
-    from pixquery.store import discard_store, open_store
-    from pixquery.store.config import IndexConfig
-    from pixquery.store.lock import IndexLock
-
-    library_path = Path(library_path)
-    params = {key: value for key, value in params.items() if value is not None}
-    with IndexLock(library_path):
-        config = IndexConfig.load(library_path)
-        vectors_dir = library_path / "vectors"
-        store = open_store(kind, vectors_dir, config.dim, params=params)
-        try:
-            if isinstance(store, DerivedStore):
-                store.rebuild()
-            description = describe_store(store)
-        finally:
-            store.close()
-        old_kind = config.store
-        config.store = kind
-        if params:
-            config.extra["store_params"] = params
-        else:
-            config.extra.pop("store_params", None)
-        config.save(library_path)
-        if old_kind != kind:
-            # Clean-up only: an unreachable old Milvus server must not fail a switch that already happened.
-            with contextlib.suppress(Exception):
-                discard_store(old_kind, vectors_dir)
-    return description
-
-
-def describe_store(store: Any) -> dict[str, Any]:
-    """`describe()` of any store; the exact flat store has no method of its own, so it is described here."""
-    if hasattr(store, "describe"):
-        return store.describe()
-    count = store.count()
-    raw_bytes = sum(p.stat().st_size for p in Path(store.dir).iterdir() if p.name.split(".")[0] in ("vectors", "ids"))
-    return {
-        "kind": store.kind,
-        "state": "exact",
-        "params": {},
-        "count": count,
-        "raw_disk_bytes": raw_bytes,
-        "index_memory_bytes": 0,
-        "index_disk_bytes": 0,
-        "index_bytes_per_vector": 0.0,
-        "recall_at_10": 1.0,
-    }
