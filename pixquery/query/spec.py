@@ -86,7 +86,8 @@ class Rerank:
                 field="rerank.expansion",
             )
         if not 0.0 <= float(self.diversity) <= 1.0:
-            raise QueryError(f"rerank.diversity must be between 0 and 1, got {self.diversity}", field="rerank.diversity")
+            raise QueryError(f"rerank.diversity must be between 0 and 1, got {self.diversity}",
+                             field="rerank.diversity")
         if self.pool is not None and not 1 <= int(self.pool) <= 100_000:
             raise QueryError(f"rerank.pool must be between 1 and 100000, got {self.pool}", field="rerank.pool")
         from pixquery.query.rerank import check_options

@@ -199,7 +199,8 @@ class Catalog:
         """
         rows = [(t.file_id, t.label, float(t.score), source) for t in tags if t.source == source]
         with self.db:
-            self.db.executemany("DELETE FROM tags WHERE file_id = ? AND source = ?", [(int(i), source) for i in file_ids])
+            stale = [(int(i), source) for i in file_ids]
+            self.db.executemany("DELETE FROM tags WHERE file_id = ? AND source = ?", stale)
             # OR REPLACE: a label may come twice for one file (e.g. two vocabulary spellings), keep the last.
             self.db.executemany("INSERT OR REPLACE INTO tags(file_id, label, score, source) VALUES (?, ?, ?, ?)", rows)
         return len(rows)

@@ -32,10 +32,10 @@ from typing import Any
 import faiss
 import numpy as np
 
-from pixquery.store.auto import choose_index, ivf_nlist
 from pixquery.fsutil import fsync_dir
-from pixquery.store.flat import RawView
+from pixquery.store.auto import choose_index, ivf_nlist
 from pixquery.store.derived import Cursor, Delta, DerivedStore, read_manifest, rerank, write_manifest
+from pixquery.store.flat import RawView
 
 KIND_TYPES = {"faiss-hnsw": "hnsw", "faiss-ivfpq": "ivfpq", "auto": "auto"}
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from pixquery.media.decode import ImageDecodeError, open_image
+from pixquery.errors import PixqueryError
 
-if TYPE_CHECKING:
-    from pixquery.api import Library
+ImageReader = Callable[[int, int], Image.Image]
+"""read(file_id, size): the indexed image, decoded near `size` (raises a PixqueryError when it cannot be read)."""
 
 THUMB = 96
 PAD = 6
@@ -18,12 +19,12 @@ LABEL_WIDTH = 200
 MAX_ROWS = 40
 
 
-def _thumbnail(path: str, size: int) -> Image.Image:
+def _thumbnail(read: ImageReader, file_id: int, size: int) -> Image.Image:
     """The image fitted into a size x size square on grey; a crossed box when it cannot be read."""
     tile = Image.new("RGB", (size, size), (40, 40, 40))
     try:
-        img = open_image(path, target_size=size)
-    except ImageDecodeError:
+        img = read(file_id, size)
+    except PixqueryError:
         draw = ImageDraw.Draw(tile)
         draw.line((0, 0, size, size), fill=(160, 60, 60), width=2)
         draw.line((0, size, size, 0), fill=(160, 60, 60), width=2)
@@ -33,28 +34,23 @@ def _thumbnail(path: str, size: int) -> Image.Image:
     return tile
 
 
-def _paths(cluster: dict[str, Any], lib: Library | None, limit: int) -> list[str]:
-    """Representatives first, then the other members, up to `limit`; ids without a path are looked up in `lib`."""
+def _ids(cluster: dict[str, Any], limit: int) -> list[int]:
+    """Representatives first, then the other members, up to `limit`."""
     refs = list(cluster.get("representatives", []))
     seen = {r["id"] for r in refs}
     refs += [m for m in cluster.get("members", []) if m["id"] not in seen]
-    refs = refs[:limit]
-    missing = [r["id"] for r in refs if not r.get("path")]
-    found = lib.catalog.get_many(missing) if missing and lib is not None and lib.catalog is not None else {}
-    return [r.get("path") or (found[r["id"]].path if r["id"] in found else "") for r in refs]
+    return [int(r["id"]) for r in refs[:limit]]
 
 
 def contact_sheet(
     result: dict[str, Any],
-    lib: Library | None,
+    read: ImageReader,
     out_png: str | Path,
     per_cluster: int = 8,
     thumb: int = THUMB,
 ) -> Path:
-    """Draw `result` (from `cluster_library`) as a PNG at `out_png`; returns the path.
-
-    `lib` is only needed when the result's members carry ids without paths (e.g. a trimmed JSON).
-    Shows at most 40 clusters, largest first, and an "unclustered" row when there are outliers.
+    """Draw `result` (from `cluster_images`) as a PNG at `out_png`, reading images by id with `read`; returns
+    the path. Shows at most 40 clusters, largest first, and an "unclustered" row when there are outliers.
     """
     rows = [(f"{c['name']} ({c['size']})", c) for c in result.get("clusters", [])][:MAX_ROWS]
     if result.get("unclustered"):
@@ -70,8 +66,8 @@ def contact_sheet(
     for r, (title, cluster) in enumerate(rows):
         top = PAD + r * (thumb + PAD)
         draw.text((PAD, top + thumb // 2 - 8), title[:26], fill=(0, 0, 0), font=font)
-        for i, path in enumerate(_paths(cluster, lib, per_cluster)):
-            sheet.paste(_thumbnail(path, thumb), (LABEL_WIDTH + i * (thumb + PAD), top))
+        for i, file_id in enumerate(_ids(cluster, per_cluster)):
+            sheet.paste(_thumbnail(read, file_id, thumb), (LABEL_WIDTH + i * (thumb + PAD), top))
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out, format="PNG")

@@ -11,21 +11,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from sklearn.cluster import HDBSCAN, KMeans
 from sklearn.metrics import silhouette_score
 
 from pixquery.models.base import l2_normalize
-from pixquery.tasks.open_tags import Vocabulary, word_hubness
-
-if TYPE_CHECKING:
-    from pixquery.api import Library
-
-ProgressFn = Callable[[str, int, int], None]
+from pixquery.organize.open_tags import Vocabulary, word_hubness
+from pixquery.organize.view import IndexView
+from pixquery.progress import ProgressFn, no_progress
 
 CLUSTER_METHODS: tuple[str, ...] = ("kmeans", "hdbscan")
 DEFAULT_MAX_K = 20
@@ -142,32 +139,30 @@ def representatives(vectors: np.ndarray, members: np.ndarray, centre: np.ndarray
     return members[order]
 
 
-def cluster_library(
-    lib: Library,
+def cluster_images(
+    view: IndexView,
     k: int | str = "auto",
     method: str = "kmeans",
     vocabulary: str | Path | Sequence[str] | None = None,
     max_k: int = DEFAULT_MAX_K,
     n_representatives: int = N_REPRESENTATIVES,
     seed: int = 0,
-    progress: ProgressFn | None = None,
+    progress: ProgressFn = no_progress,
 ) -> dict[str, Any]:
     """Cluster every indexed image and name the clusters; a JSON-ready dict.
 
     ``{"method", "k", "selection", "images", "clusters": [{"id", "name", "names", "size", "members": [{"id",
     "path"}], "representatives": [{"id", "path"}]}], "unclustered": [{"id", "path"}]}``, largest cluster first.
     """
-    ids, vectors = lib.vectors()
-    assert lib.catalog is not None
-    rows = lib.catalog.get_many(ids)
+    ids, vectors = view.ids, view.vectors
     labels, selection = cluster_vectors(vectors, k, method, max_k=max_k, seed=seed)
     cluster_ids, centres = centroids(vectors, labels)
-    vocab = Vocabulary.for_encoder(lib.encoder, vocabulary, progress=progress) if len(centres) else None
+    vocab = Vocabulary.for_encoder(view.encoder, vocabulary, progress=progress) if len(centres) else None
     names = name_clusters(centres, vocab, word_hubness(vectors, vocab)) if vocab is not None else []
 
     def ref(i: int) -> dict[str, Any]:
         file_id = int(ids[i])
-        return {"id": file_id, "path": rows[file_id].path if file_id in rows else ""}
+        return {"id": file_id, "path": view.path_of(file_id)}
 
     clusters = []
     for position, (cluster, centre) in enumerate(zip(cluster_ids, centres, strict=True)):
@@ -191,27 +186,3 @@ def cluster_library(
         "clusters": clusters,
         "unclustered": [ref(int(i)) for i in np.flatnonzero(labels < 0)],
     }
-
-
-def cluster_command(
-    index: Path | None,
-    k: str = "auto",
-    method: str = "kmeans",
-    vocabulary: Path | None = None,
-    sheet: Path | None = None,
-    show_progress: bool = True,
-) -> dict[str, Any]:
-    """CLI entry: `pixquery cluster [--k N|auto] [--method kmeans|hdbscan] [--vocabulary F] [--sheet out.png]`.
-
-    Returns the JSON-ready result (printed with --json; else a table of name, size and representatives).
-    """
-    from pixquery.api import Library
-    from pixquery.progress import rich_progress
-    from pixquery.tasks.contact_sheet import contact_sheet
-
-    k_value: int | str = "auto" if str(k).strip().lower() == "auto" else int(k)
-    with Library.open(index) as lib, rich_progress(enabled=show_progress) as progress:
-        result = cluster_library(lib, k=k_value, method=method, vocabulary=vocabulary, progress=progress)
-        if sheet is not None:
-            result["sheet"] = str(contact_sheet(result, lib, sheet))
-    return result

@@ -26,22 +26,23 @@ logit scale of 100.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from pixquery.models.base import Encoder, l2_normalize
-from pixquery.tasks.tags_store import LABELS_SOURCE, Tag, write_tags
-from pixquery.tasks.templates import SINGLE_TEMPLATE, resolve_templates
-from pixquery.tasks.vocabulary import distinguishable, embed_words, load_vocabulary
+from pixquery.organize.templates import SINGLE_TEMPLATE, resolve_templates
+from pixquery.organize.view import IndexView
+from pixquery.progress import ProgressFn, no_progress
+from pixquery.query.textbank import distinguishable, embed_words, load_words
+from pixquery.store.catalog import Tag
 
-if TYPE_CHECKING:
-    from pixquery.api import Library
+LABELS_SOURCE = "labels"
+"""The catalog's tag source of tags from the user's labels."""
 
-ProgressFn = Callable[[str, int, int], None]
 
 METHODS: tuple[str, ...] = ("single", "ensemble", "autoclip")
 DEFAULT_METHOD = "autoclip"
@@ -212,9 +213,9 @@ class ConceptBank:
         label_vectors: np.ndarray,
         label_names: Sequence[str],
         vocabulary: str | Path | Sequence[str] | None = None,
-        progress: ProgressFn | None = None,
+        progress: ProgressFn = no_progress,
     ) -> None:
-        words = load_vocabulary(vocabulary)
+        words = load_words(vocabulary, default="concepts")
         vectors = embed_words(encoder, words, SINGLE_TEMPLATE, progress=progress)
         keep = distinguishable(vectors)
         lowered = {n.lower() for n in label_names}
@@ -341,7 +342,7 @@ class ZeroShotClassifier:
         templates: str | Path | Sequence[str] | None = None,
         threshold: Threshold = DEFAULT_THRESHOLD,
         vocabulary: str | Path | Sequence[str] | None = None,
-        progress: ProgressFn | None = None,
+        progress: ProgressFn = no_progress,
     ) -> None:
         self.labels = labels if isinstance(labels, LabelSet) else parse_labels(labels)
         self.method = DEFAULT_METHOD if method == "auto" else method
@@ -381,8 +382,8 @@ class ZeroShotClassifier:
         return probabilities, confidence, accepted
 
 
-def tag_library(
-    lib: Library,
+def tag_labels(
+    view: IndexView,
     labels: str | Path | Sequence[str],
     method: str = "auto",
     templates: str | Path | Sequence[str] | None = None,
@@ -390,7 +391,7 @@ def tag_library(
     store: bool = True,
     threshold: Threshold = DEFAULT_THRESHOLD,
     vocabulary: str | Path | Sequence[str] | None = None,
-    progress: ProgressFn | None = None,
+    progress: ProgressFn = no_progress,
 ) -> TagReport:
     """Give every indexed image up to `top` of `labels`, each with a calibrated score, or "none of these".
 
@@ -402,56 +403,17 @@ def tag_library(
     """
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}")
-    classifier = ZeroShotClassifier(lib.encoder, labels, method, templates, threshold, vocabulary, progress)
-    ids, vectors = lib.vectors()
-    assert lib.catalog is not None  # lib.vectors() has checked that an index exists
-    rows = lib.catalog.get_many(ids)
-    probabilities, confidence, accepted = classifier.predict(vectors)
+    classifier = ZeroShotClassifier(view.encoder, labels, method, templates, threshold, vocabulary, progress)
+    ids = view.ids
+    probabilities, confidence, accepted = classifier.predict(view.vectors)
     names = classifier.labels.names
     results = []
     for i, file_id in enumerate(ids.tolist()):
         order = [c for c in np.argsort(-probabilities[i], kind="stable")[:top] if accepted[i, c]]
         chosen = [(names[c], float(probabilities[i, c]), float(confidence[i, c])) for c in order]
-        results.append(ImageLabels(int(file_id), rows[file_id].path if file_id in rows else "", chosen))
-        if progress is not None:
-            progress("Tagging", i + 1, len(ids))
+        results.append(ImageLabels(int(file_id), view.path_of(file_id), chosen))
     stored = 0
     if store:
         tags = [Tag(r.file_id, label, p, LABELS_SOURCE) for r in results for label, p, _ in r.labels]
-        stored = write_tags(lib.catalog, ids.tolist(), tags, LABELS_SOURCE)
+        stored = view.catalog.write_tags(ids.tolist(), tags, LABELS_SOURCE)
     return TagReport(classifier.method, names, classifier.threshold, results, stored)
-
-
-def tag_command(
-    index: Path | None,
-    labels: str | None = None,
-    open_vocabulary: bool = False,
-    vocabulary: Path | None = None,
-    method: str = "auto",
-    templates: str | None = None,
-    top: int | None = None,
-    threshold: float | str | None = None,
-    store: bool = True,
-    show_progress: bool = True,
-) -> dict[str, Any]:
-    """CLI entry: `pixquery tag --labels FILE|"cat,dog" [--method] [--top]` or `pixquery tag --open [--vocabulary F]`.
-
-    Returns the JSON-ready report (the CLI prints it with --json, or a summary of `counts`).
-    """
-    from pixquery.api import Library
-    from pixquery.progress import rich_progress
-
-    if open_vocabulary == (labels is not None):
-        raise ValueError("give either --labels or --open")
-    with Library.open(index) as lib, rich_progress(enabled=show_progress) as progress:
-        if open_vocabulary:
-            from pixquery.tasks.open_tags import DEFAULT_OPEN_TOP, tag_open
-
-            report = tag_open(lib, vocabulary=vocabulary, top=top or DEFAULT_OPEN_TOP, store=store, progress=progress)
-            return report.to_dict()
-        assert labels is not None
-        result = tag_library(
-            lib, labels, method=method, templates=templates, top=top or 3, store=store,
-            threshold=DEFAULT_THRESHOLD if threshold is None else threshold, progress=progress,
-        )
-        return result.to_dict()

@@ -18,22 +18,22 @@ or the user's list), embedded once per model and cached on disk, and the retriev
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from pixquery.models.base import Encoder, l2_normalize
-from pixquery.tasks.tags_store import OPEN_SOURCE, Tag, write_tags
-from pixquery.tasks.templates import SINGLE_TEMPLATE
-from pixquery.tasks.vocabulary import distinguishable, embed_words, load_vocabulary
+from pixquery.organize.templates import SINGLE_TEMPLATE
+from pixquery.organize.view import IndexView
+from pixquery.progress import ProgressFn, no_progress
+from pixquery.query.textbank import distinguishable, embed_words, load_words
+from pixquery.store.catalog import Tag
 
-if TYPE_CHECKING:
-    from pixquery.api import Library
-
-ProgressFn = Callable[[str, int, int], None]
+OPEN_SOURCE = "open"
+"""The catalog's tag source of open-vocabulary tags."""
 
 DEFAULT_OPEN_TOP = 5
 DEFAULT_CANDIDATES = 50
@@ -59,10 +59,10 @@ class Vocabulary:
         encoder: Encoder,
         vocabulary: str | Path | Sequence[str] | None = None,
         template: str = SINGLE_TEMPLATE,
-        progress: ProgressFn | None = None,
+        progress: ProgressFn = no_progress,
     ) -> Vocabulary:
         """Embed (or read from the cache) `vocabulary` (default: the shipped concepts) with `encoder`."""
-        words = load_vocabulary(vocabulary)
+        words = load_words(vocabulary, default="concepts")
         vectors = embed_words(encoder, words, template, progress=progress)
         keep = distinguishable(vectors)
         return cls([w for w, k in zip(words, keep, strict=True) if k], vectors[keep])
@@ -185,12 +185,12 @@ class OpenTagReport:
 
 
 def tag_open(
-    lib: Library,
+    view: IndexView,
     vocabulary: str | Path | Sequence[str] | None = None,
     top: int = DEFAULT_OPEN_TOP,
     store: bool = True,
     context: float = DEFAULT_CONTEXT,
-    progress: ProgressFn | None = None,
+    progress: ProgressFn = no_progress,
 ) -> OpenTagReport:
     """Tag every indexed image with its `top` concepts from `vocabulary` (default: the shipped ~17k nouns).
 
@@ -199,15 +199,13 @@ def tag_open(
     """
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}")
-    vocab = Vocabulary.for_encoder(lib.encoder, vocabulary, progress=progress)
-    ids, vectors = lib.vectors()
-    assert lib.catalog is not None
-    rows = lib.catalog.get_many(ids)
-    tags = open_tags(vectors, vocab, top=top, context=context)
+    vocab = Vocabulary.for_encoder(view.encoder, vocabulary, progress=progress)
+    ids = view.ids
+    tags = open_tags(view.vectors, vocab, top=top, context=context)
     images = [
         {
             "id": int(file_id),
-            "path": rows[file_id].path if file_id in rows else "",
+            "path": view.path_of(file_id),
             "tags": [{"label": label, "score": round(score, 4)} for label, score in image_tags],
         }
         for file_id, image_tags in zip(ids.tolist(), tags, strict=True)
@@ -216,5 +214,5 @@ def tag_open(
     if store:
         records = [Tag(int(f), label, score, OPEN_SOURCE) for f, t in zip(ids.tolist(), tags, strict=True)
                    for label, score in t]
-        stored = write_tags(lib.catalog, ids.tolist(), records, OPEN_SOURCE)
+        stored = view.catalog.write_tags(ids.tolist(), records, OPEN_SOURCE)
     return OpenTagReport(len(vocab), images, stored)

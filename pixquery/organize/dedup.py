@@ -22,19 +22,18 @@ by a few links is split again (average linkage, see `split_chains`). Each group 
 (pixels), then the sharpest (variance of the Laplacian of a fixed-size grey copy, relative to the copy's own
 contrast), then the oldest (EXIF date taken, else the file's modification time), then the shortest path, with the
 reason in words. Default thresholds come from measurement (benchmarks/organize.py, docs/organize.md).
-Fingerprints are cached beside the index (`perceptual_hashes.json`, keyed by content hash).
+Fingerprints are cached in the index (`fingerprints.json`, keyed by content hash).
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import imagehash
 import numpy as np
@@ -44,13 +43,11 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial.distance import squareform
 
-from pixquery.media.decode import ImageDecodeError, open_image
+from pixquery.errors import PixqueryError
+from pixquery.fsutil import atomic_write_text
+from pixquery.organize.view import IndexView
+from pixquery.progress import ProgressFn, no_progress
 from pixquery.store.catalog import FileRow
-
-if TYPE_CHECKING:
-    from pixquery.api import Library
-
-ProgressFn = Callable[[str, int, int], None]
 
 KINDS: tuple[str, ...] = ("exact", "near", "semantic")
 DEFAULT_THRESHOLDS: dict[str, float] = {"near": 10}
@@ -67,7 +64,6 @@ MAX_SPLIT = 3000
 FLOOR_RANK = 20
 FLOOR_QUANTILE = 0.9
 """The semantic threshold is never below the 90th percentile of the images' similarity to their 20th neighbour."""
-HASH_CACHE_FILE = "perceptual_hashes.json"
 _SHARPNESS_CROP = 512  # sharpness looks at native pixels (a downscale would hide compression and blur) in this window
 _DECODE_SIDE = 256  # pHash looks at 32x32 pixels; decoding JPEGs at reduced scale is several times faster
 _CHROMA_SIDE = 64
@@ -106,24 +102,20 @@ def _chroma_hashes(img: Image.Image) -> tuple[int, int] | None:
     return hashes[0], hashes[1]
 
 
-def fingerprint(path: str | Path) -> Fingerprint:
-    """pHashes of an image file; raises `ImageDecodeError` when it cannot be read."""
-    img = open_image(path, target_size=_DECODE_SIDE)
+def fingerprint(img: Image.Image) -> Fingerprint:
+    """pHashes of a decoded image."""
     return Fingerprint(_bits(img.convert("L")), _chroma_hashes(img))
 
 
-def sharpness(path: str | Path) -> float | None:
+def sharpness(image: Image.Image) -> float:
     """Fine detail of an image: variance of the Laplacian over the variance of the pixels, on a centre window of
-    native pixels (None when the file cannot be read).
+    native pixels.
 
     Dividing by the image's own contrast keeps a brightened or contrast-boosted copy from looking sharper; a light
     blur first keeps JPEG block edges from passing for detail (so JPEG re-saves of one size tie, and age decides);
     native pixels let resampling blur show, which a thumbnail would hide.
     """
-    try:
-        grey = open_image(path).convert("L")
-    except ImageDecodeError:
-        return None
+    grey = image.convert("L")
     left, top = max(0, (grey.width - _SHARPNESS_CROP) // 2), max(0, (grey.height - _SHARPNESS_CROP) // 2)
     window = grey.crop((left, top, min(grey.width, left + _SHARPNESS_CROP), min(grey.height, top + _SHARPNESS_CROP)))
     laplacian = window.filter(ImageFilter.GaussianBlur(0.8)).filter(
@@ -134,9 +126,10 @@ def sharpness(path: str | Path) -> float | None:
 
 
 class FingerprintCache:
-    """Fingerprints by content hash in a JSON file beside the index, so a second run decodes only new files."""
+    """Fingerprints by content hash in a JSON file of the index, so a second run decodes only new files."""
 
     def __init__(self, path: Path | None) -> None:
+        """`path`: the cache file (None keeps nothing)."""
         self.path = path
         self.data: dict[str, Any] = {}
         if path is not None and path.exists():
@@ -160,14 +153,16 @@ class FingerprintCache:
     def save(self) -> None:
         if self.path is None or not self.dirty:
             return
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.data), encoding="utf-8")
-        tmp.replace(self.path)  # atomic: a reader never sees half a file
+        try:  # a read-only index folder only costs decoding again next time
+            atomic_write_text(self.path, json.dumps(self.data), durable=False)
+        except OSError:
+            return
         self.dirty = False
 
 
 def fingerprints(
-    rows: Sequence[FileRow], cache: FingerprintCache, progress: ProgressFn | None = None
+    rows: Sequence[FileRow], read: Callable[[FileRow, int | None], Image.Image], cache: FingerprintCache,
+    progress: ProgressFn = no_progress,
 ) -> list[Fingerprint | None]:
     """Fingerprint of each row (None when the file cannot be read now), from the cache when possible."""
     out: list[Fingerprint | None] = []
@@ -175,13 +170,12 @@ def fingerprints(
         fp = cache.get(row.content_hash)
         if fp is None:
             try:
-                fp = fingerprint(row.path)
+                fp = fingerprint(read(row, _DECODE_SIDE))
                 cache.put(row.content_hash, fp)
-            except ImageDecodeError:
+            except PixqueryError:
                 fp = None
         out.append(fp)
-        if progress is not None:
-            progress("Hashing images", i + 1, len(rows))
+        progress("fingerprints", i + 1, len(rows))
     cache.save()
     return out
 
@@ -216,7 +210,7 @@ def duplicate_like(img: Image.Image, rng: np.random.Generator) -> list[Image.Ima
 
 
 def calibrate_semantic(
-    lib: Library, ids: np.ndarray, vectors: np.ndarray, paths: Sequence[str],
+    view: IndexView, rows: Sequence[FileRow], vectors: np.ndarray,
     sample: int = CALIBRATION_SAMPLE, quantile: float = CALIBRATION_QUANTILE, seed: int = 0,
 ) -> float | None:
     """The cosine that a `1 - quantile` share of duplicate-like copies of sampled images keep with their originals.
@@ -224,33 +218,32 @@ def calibrate_semantic(
     None when no sampled image can be read. Costs `sample` x 5 image embeddings.
     """
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(ids))[: max(1, sample)]
+    order = rng.permutation(len(rows))[: max(1, sample)]
     copies, owners = [], []
     for i in order.tolist():
         try:
-            img = open_image(paths[i])
-        except ImageDecodeError:
+            img = view.read_image(rows[i], None)
+        except PixqueryError:
             continue
         for copy in duplicate_like(img, rng):
             copies.append(copy)
             owners.append(i)
     if not copies:
         return None
-    embedded = lib.encoder.encode_images(copies)
+    embedded = view.encoder.encode_images(copies)
     similarity = (embedded * vectors[np.asarray(owners)]).sum(axis=1)
     return float(np.quantile(similarity, quantile))
 
 
-def semantic_threshold(lib: Library, ids: np.ndarray, vectors: np.ndarray, paths: Sequence[str]) -> float | None:
+def semantic_threshold(view: IndexView, rows: Sequence[FileRow], vectors: np.ndarray) -> float | None:
     """The calibrated semantic threshold for this index's model, computed once and kept in the catalog meta."""
-    assert lib.catalog is not None
-    key = f"{_META_KEY}:{lib.model}"
-    stored = lib.catalog.get_meta(key)
+    key = f"{_META_KEY}:{view.model}"
+    stored = view.catalog.get_meta(key)
     if stored is not None:
         return float(stored)
-    value = calibrate_semantic(lib, ids, vectors, paths)
+    value = calibrate_semantic(view, rows, vectors)
     if value is not None:
-        lib.catalog.set_meta(key, repr(value))
+        view.catalog.set_meta(key, repr(value))
     return value
 
 
@@ -426,13 +419,7 @@ def _age_key(row: FileRow) -> tuple[float, str]:
     return when, f"file dated {datetime.fromtimestamp(when).isoformat(timespec='seconds')}"
 
 
-def _row_sharpness(row: FileRow) -> float | None:
-    return sharpness(row.path)
-
-
-def choose_keeper(
-    rows: Sequence[FileRow], measure: Callable[[FileRow], float | None] = _row_sharpness
-) -> tuple[int, str]:
+def choose_keeper(rows: Sequence[FileRow], measure: Callable[[FileRow], float | None]) -> tuple[int, str]:
     """(position of the suggested keeper, why): largest, then sharpest, then oldest, then shortest path.
 
     `measure` gives a file's sharpness; it decodes the whole image, so it runs only for files whose sizes tie.
@@ -460,52 +447,38 @@ def choose_keeper(
 # --- the task -----------------------------------------------------------------------------------------------------
 
 def find_duplicates(
-    lib: Library,
+    view: IndexView,
     kinds: Sequence[str] = KINDS,
     thresholds: dict[str, float] | None = None,
-    progress: ProgressFn | None = None,
-) -> list[dict[str, Any]]:
-    """Groups of duplicate images with a suggested keeper and the evidence; JSON-ready. Never deletes anything.
+    progress: ProgressFn = no_progress,
+) -> dict[str, Any]:
+    """Groups of duplicate images with a suggested keeper and the evidence, JSON-ready. Never deletes anything.
 
-    See `detect_duplicates` for the group format; this drops the thresholds it reports.
-    """
-    return detect_duplicates(lib, kinds, thresholds, progress)[0]
-
-
-def detect_duplicates(
-    lib: Library,
-    kinds: Sequence[str] = KINDS,
-    thresholds: dict[str, float] | None = None,
-    progress: ProgressFn | None = None,
-) -> tuple[list[dict[str, Any]], dict[str, float | None]]:
-    """(groups, thresholds used): groups of duplicates with a suggested keeper, and the limits applied.
-
-    Each group: ``{"group", "kinds", "size", "keeper": {"id", "path"}, "reason", "members": [{"id", "path",
-    "width", "height", "bytes", "keeper"}], "links": [{"a", "b", "kind", "value"}]}`` (`value`: differing pHash bits
-    for "near", cosine for "semantic"), largest groups first.
+    Returns ``{"groups", "files_in_groups", "removable", "thresholds"}``; each group: ``{"group", "kinds", "size",
+    "keeper": {"id", "path"}, "reason", "members": [{"id", "path", "width", "height", "bytes", "keeper"}],
+    "links": [{"a", "b", "kind", "value"}]}`` (`value`: differing pHash bits for "near", cosine for "semantic"),
+    largest groups first; `removable` counts non-keepers, for the user to review.
     """
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise ValueError(f"unknown duplicate kinds {unknown}; expected some of: {', '.join(KINDS)}")
     limits: dict[str, float | None] = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
-    ids, vectors = lib.vectors()
-    assert lib.catalog is not None
-    by_id = lib.catalog.get_many(ids)
-    keep = [i for i, file_id in enumerate(ids.tolist()) if file_id in by_id]
-    ids, vectors = ids[keep], vectors[keep]
+    by_id = view.rows()
+    keep = [i for i, file_id in enumerate(view.ids.tolist()) if file_id in by_id]
+    ids, vectors = view.ids[keep], view.vectors[keep]
     rows = [by_id[int(i)] for i in ids.tolist()]
     links: list[Link] = []
     if "exact" in kinds:
         links += exact_links([r.content_hash for r in rows])
     prints: list[Fingerprint | None] | None = None
-    cache = FingerprintCache(lib.path / HASH_CACHE_FILE if lib.path.is_dir() else None)
     if "near" in kinds:
-        prints = fingerprints(rows, cache, progress)
+        cache = FingerprintCache(view.layout.fingerprints if view.layout else None)
+        prints = fingerprints(rows, view.read_image, cache, progress)
         links += near_links(prints, float(limits["near"] or 0))
     if "semantic" in kinds and len(rows) > 1:
-        neighbours = Neighbours.search(lambda q, k: lib.store.search(q, k), vectors, ids, FLOOR_RANK)
+        neighbours = Neighbours.search(lambda q, k: view.store.search(q, k), vectors, ids, FLOOR_RANK)
         if "semantic" not in limits:
-            copies = semantic_threshold(lib, ids, vectors, [r.path for r in rows])
+            copies = semantic_threshold(view, rows, vectors)
             floor = neighbours.floor()
             limits["semantic_copies"], limits["semantic_floor"] = copies, floor
             candidates = [t for t in (copies, floor) if t is not None]
@@ -521,16 +494,32 @@ def detect_duplicates(
     for link in links:  # bucketed once: filtering all links per group would be quadratic
         if link.a in group_of and group_of[link.a] == group_of.get(link.b):
             links_of.setdefault(group_of[link.a], []).append(link)
-    out = [_group_report([rows[i] for i in group], links_of.get(n, []), rows) for n, group in enumerate(groups)]
+
+    def measure(row: FileRow) -> float | None:
+        try:
+            return sharpness(view.read_image(row, None))
+        except PixqueryError:
+            return None
+
+    out = [_group_report([rows[i] for i in group], links_of.get(n, []), rows, measure)
+           for n, group in enumerate(groups)]
     out.sort(key=lambda g: (-g["size"], g["keeper"]["path"]))
     for number, group_dict in enumerate(out):
         group_dict["group"] = number
-    return out, {k: v for k, v in limits.items() if k.split("_")[0] in kinds}
+    return {
+        "groups": out,
+        "files_in_groups": sum(g["size"] for g in out),
+        "removable": sum(g["size"] - 1 for g in out),
+        "thresholds": {k: v for k, v in limits.items() if k.split("_")[0] in kinds},
+    }
 
 
-def _group_report(group_rows: list[FileRow], group_links: list[Link], rows: Sequence[FileRow]) -> dict[str, Any]:
+def _group_report(
+    group_rows: list[FileRow], group_links: list[Link], rows: Sequence[FileRow],
+    measure: Callable[[FileRow], float | None],
+) -> dict[str, Any]:
     """One group as JSON: members, suggested keeper and why, and the evidence linking them."""
-    keeper, reason = choose_keeper(group_rows)
+    keeper, reason = choose_keeper(group_rows, measure)
     return {
         "kinds": sorted({link.kind for link in group_links}, key=KINDS.index),
         "size": len(group_rows),
@@ -544,31 +533,4 @@ def _group_report(group_rows: list[FileRow], group_links: list[Link], rows: Sequ
             {"a": rows[link.a].id, "b": rows[link.b].id, "kind": link.kind, "value": round(link.value, 4)}
             for link in group_links
         ],
-    }
-
-
-def duplicates_command(
-    index: Path | None,
-    kinds: str | Sequence[str] = KINDS,
-    near: float | None = None,
-    semantic: float | None = None,
-    show_progress: bool = True,
-) -> dict[str, Any]:
-    """CLI entry: `pixquery duplicates [--kinds exact,near,semantic] [--near BITS] [--semantic COS] [--json]`.
-
-    Returns ``{"groups": [...], "files_in_groups", "removable"}``; `removable` counts non-keepers, for the user to
-    review: nothing is deleted.
-    """
-    from pixquery.api import Library
-    from pixquery.progress import rich_progress
-
-    kind_list = [k.strip() for k in kinds.split(",")] if isinstance(kinds, str) else list(kinds)
-    thresholds = {k: v for k, v in (("near", near), ("semantic", semantic)) if v is not None}
-    with Library.open(index) as lib, rich_progress(enabled=show_progress) as progress:
-        groups, used = detect_duplicates(lib, kinds=kind_list, thresholds=thresholds, progress=progress)
-    return {
-        "groups": groups,
-        "files_in_groups": sum(g["size"] for g in groups),
-        "removable": sum(g["size"] - 1 for g in groups),
-        "thresholds": used,
     }
