@@ -1,32 +1,18 @@
-"""The concept vocabulary for vocabulary-free tagging and cluster names, and its per-model embedding cache.
+"""Rebuild the shipped concept list (pixquery/data/vocabulary/concepts.txt) from WordNet: a maintainer's tool.
 
-The shipped list (`pixquery/data/vocabulary/concepts.txt`, source in `SOURCE.md`) holds about 17k everyday,
-picturable English nouns taken from WordNet 3.0. Embedding it takes a model minutes on a laptop CPU, so the text
-vectors are computed once per (model, template, word list) and cached under `$PIXQUERY_CACHE` (else the platform's
-user cache dir, e.g. ~/.cache/pixquery).
+    python scripts/build_vocabulary.py /usr/share/wordnet /usr/share/dict/american-english OUT.txt
 
-The list is rebuilt from Debian's `wordnet-base` and `wamerican` packages with
-`python -m pixquery.tasks.vocabulary /usr/share/wordnet /usr/share/dict/american-english OUT.txt`.
+(Debian packages `wordnet-base` and `wamerican`.) Keeps picturable English nouns and drops slurs, insults and
+taxonomic names; see pixquery/data/vocabulary/SOURCE.md.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 import sys
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
-
-from pixquery.models.base import Encoder
-from pixquery.tasks.templates import SINGLE_TEMPLATE
-
-VOCABULARY_FILE = Path(__file__).resolve().parents[1] / "data" / "vocabulary" / "concepts.txt"
-
-ProgressFn = Callable[[str, int, int], None]
 
 # WordNet lexicographer files whose nouns name things one can photograph (animals, artifacts, food, places, people,
 # events...). Abstract files (cognition, feeling, relation, time...) would fill tags with words such as "idea" that
@@ -46,89 +32,6 @@ _OFFENSIVE_GLOSS = re.compile(
 # Insults whose glosses carry no marker the pattern above catches.
 EXCLUDED_LEMMAS: frozenset[str] = frozenset({"slut", "hussy", "trollop", "strumpet", "fornicatress", "slattern"})
 _TAXONOMIC = re.compile(r"^(genus|family|order|class|subclass|suborder|phylum|division|subfamily|superfamily) ")
-
-
-def cache_dir() -> Path:
-    """`$PIXQUERY_CACHE`, else the user cache dir (platformdirs), where per-model vocabulary vectors live."""
-    env = os.environ.get("PIXQUERY_CACHE")
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("pixquery"))
-
-
-def read_word_list(path: str | Path) -> list[str]:
-    """Words or phrases from a text file, one per line; `#` starts a comment; duplicates dropped, order kept."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    words = [line.split("#", 1)[0].strip() for line in lines]
-    return list(dict.fromkeys(w for w in words if w))
-
-
-def load_vocabulary(vocabulary: str | Path | Sequence[str] | None = None) -> list[str]:
-    """The shipped concept list (None), a word-list file, or the given words (deduplicated, order kept)."""
-    if vocabulary is None:
-        return read_word_list(VOCABULARY_FILE)
-    if isinstance(vocabulary, (str, Path)):
-        return read_word_list(vocabulary)
-    return list(dict.fromkeys(str(w).strip() for w in vocabulary if str(w).strip()))
-
-
-def _cache_key(encoder: Encoder, words: Sequence[str], template: str) -> str:
-    digest = hashlib.sha256("\n".join([encoder.name, str(encoder.dim), template, *words]).encode("utf-8"))
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", encoder.name)[:60]
-    return f"{slug}-{digest.hexdigest()[:20]}"
-
-
-def embed_words(
-    encoder: Encoder,
-    words: Sequence[str],
-    template: str = SINGLE_TEMPLATE,
-    batch_size: int = 256,
-    progress: ProgressFn | None = None,
-    cache: bool = True,
-) -> np.ndarray:
-    """Unit text vectors of `template.format(word)` for each word, read from the on-disk cache when present.
-
-    The cache key covers the model name, its dimension, the template and the exact word list, so a changed list or
-    another model never reads stale vectors.
-    """
-    words = list(words)
-    if not words:
-        return np.zeros((0, int(encoder.dim)), dtype=np.float32)
-    path = cache_dir() / "vocabulary" / f"{_cache_key(encoder, words, template)}.npy"
-    if cache and path.exists():
-        vectors = np.load(path)
-        if vectors.shape == (len(words), int(encoder.dim)):
-            return vectors
-    chunks = []
-    for start in range(0, len(words), batch_size):
-        chunk = words[start : start + batch_size]
-        chunks.append(encoder.encode_texts([template.format(w) for w in chunk]))
-        if progress is not None:
-            progress("Embedding vocabulary", start + len(chunk), len(words))
-    vectors = np.concatenate(chunks).astype(np.float32, copy=False)
-    if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Write then rename, so a crash mid-write never leaves a truncated file that a later run would trust.
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(tmp, vectors)
-        tmp.replace(path)
-    return vectors
-
-
-def distinguishable(vectors: np.ndarray, decimals: int = 4) -> np.ndarray:
-    """Mask of rows whose vector no other row shares.
-
-    A model with a closed vocabulary (such as `mini`) maps every unknown word to one <unk> token, so thousands of
-    entries get the very same vector; such entries say nothing about an image and would flood every ranking.
-    Real open-vocabulary models never give two different words identical vectors, so nothing is lost there.
-    """
-    if len(vectors) == 0:
-        return np.zeros(0, dtype=bool)
-    rounded = np.round(np.asarray(vectors, dtype=np.float32), decimals) + 0.0  # + 0.0 turns -0.0 into 0.0
-    _, inverse, counts = np.unique(rounded, axis=0, return_inverse=True, return_counts=True)
-    return counts[inverse.reshape(-1)] == 1
 
 
 def display_name(lemma: str) -> str:
@@ -236,7 +139,7 @@ def build_from_wordnet(wordnet_dir: str | Path, common_words: str | Path) -> lis
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m pixquery.tasks.vocabulary WORDNET_DIR COMMON_WORDS OUT`: rebuild the shipped concept list."""
+    """`python scripts/build_vocabulary.py WORDNET_DIR COMMON_WORDS OUT`: rebuild the shipped concept list."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 3:
         print(__doc__, file=sys.stderr)
@@ -244,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = build_from_wordnet(args[0], args[1])
     header = (
         "# pixquery concept vocabulary: picturable English nouns from WordNet 3.0 (see SOURCE.md).\n"
-        "# Rebuild: python -m pixquery.tasks.vocabulary /usr/share/wordnet /usr/share/dict/american-english OUT\n"
+        "# Rebuild: python scripts/build_vocabulary.py /usr/share/wordnet /usr/share/dict/american-english OUT\n"
     )
     Path(args[2]).write_text(header + "".join(w + "\n" for w in words), encoding="utf-8")
     print(f"{len(words)} concepts written to {args[2]}", file=sys.stderr)
