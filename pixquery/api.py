@@ -1,37 +1,57 @@
-"""The facade users import: `Library.open(path)`, `.index(folder)`, `.search(...)`, `.info()`.
+"""The facade: `Library` is the one door to an index. The CLI, the HTTP API, the demo and users' programs call it and
+nothing deeper; what they need, it offers (search, items, folders, files, organising, changing the store).
 
-The CLI, the HTTP API and the web page call this and nothing deeper.
+    from pixquery import Library
+    with Library.open("~/.pixquery-index", model="conse") as lib:
+        lib.index(["~/Pictures"])
+        for hit in lib.search("a dog on a beach", k=5):
+            print(hit.score, hit.path)
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
-from pixquery.errors import IndexFormatError, PixqueryError, QueryError
-from pixquery.models.base import Encoder
+from pixquery.errors import (
+    IndexFormatError,
+    ModelMismatchError,
+    NotFoundError,
+    PixqueryError,
+    StaleFileError,
+)
+from pixquery.fsutil import is_under
+from pixquery.models.base import PRECISIONS, Encoder
 from pixquery.models.registry import DEFAULT_MODEL
 from pixquery.paths import default_index_dir
-from pixquery.query.engine import Hit, SearchContext, execute, hits_from
+from pixquery.progress import ProgressFn, no_progress
+from pixquery.query.engine import Hit, QueryOutcome, SearchContext, run_query
 from pixquery.query.spec import QuerySpec
-from pixquery.store import open_store
 from pixquery.store.base import VectorStore
-from pixquery.store.catalog import Catalog
-from pixquery.store.config import CONFIG_FILE, IndexConfig
+from pixquery.store.catalog import Catalog, FileRow
+from pixquery.store.config import IndexConfig
+from pixquery.store.layout import IndexLayout
 from pixquery.store.lock import IndexLock
+from pixquery.store.open import check_kind, discard_store, open_store
 
-if TYPE_CHECKING:  # indexing is imported when an index is built: a query never pays for it
-    from pixquery.indexing import EmbedReport, ProgressFn, SyncReport
+if TYPE_CHECKING:  # imported where used: a query never pays for indexing or organising
+    from PIL import Image
 
-CATALOG_FILE = "catalog.sqlite"
-VECTORS_DIR = "vectors"
+    from pixquery.indexing import EmbedReport, SyncReport
+    from pixquery.organize.view import IndexView
+
+Item = FileRow
+"""One indexed file as the catalog knows it (path, size, status, metadata); what `Library.item` returns."""
+
+__all__ = ["DEFAULT_MODEL", "Hit", "IndexReport", "Item", "Library", "QueryOutcome", "QuerySpec"]
 
 
 @dataclass
@@ -59,29 +79,35 @@ class IndexReport:
 
 
 class Library:
-    """An index of images on disk. Open it, index folders into it, search it."""
+    """An index of images on disk. Open it, index folders into it, search it, organise it."""
 
     def __init__(
         self,
         path: Path,
-        model: str | None,
-        store_kind: str,
+        model: str | None = None,
+        store_kind: str = "flat",
         encoder: Encoder | None = None,
         precision: str | None = None,
     ) -> None:
+        """Prefer `Library.open`. `encoder` shares an already loaded model (the server's views of one index)."""
         self.path = Path(path)
+        self.layout = IndexLayout(self.path)
         self._requested_model = model
         self._requested_precision = precision
         self._store_kind = store_kind
         self._encoder = encoder
         self._store: VectorStore | None = None
         self.config: IndexConfig | None = None
-        if (self.path / CONFIG_FILE).exists():
+        if self.layout.config.exists():
             self.config = IndexConfig.load(self.path)
-            self.config.check_model(model, self.path)
-        self.catalog: Catalog | None = (
-            Catalog(self.path / CATALOG_FILE) if (self.path / CATALOG_FILE).exists() else None
-        )
+            if model is not None and encoder is None:
+                _check_same_model(self.config.model, model, self.path)
+            if precision is not None and precision != self.config.precision:
+                raise ModelMismatchError(
+                    f"the index at {self.path} holds vectors made at {self.config.precision}; it is searched at that "
+                    f"precision. Leave --precision out, or build a new index with --index NEW_DIR."
+                )
+        self.catalog: Catalog | None = Catalog(self.layout.catalog) if self.layout.catalog.exists() else None
 
     # --- opening ------------------------------------------------------------------------------------------
     @classmethod
@@ -93,19 +119,26 @@ class Library:
         encoder: Encoder | None = None,
         precision: str | None = None,
     ) -> Library:
-        """Open the index at `path` (created on first `index()`).
+        """Open the index at `path` (default `$PIXQUERY_INDEX` or the user data dir); it is created on first `index()`.
 
         `model` is required to create an index (default: `$PIXQUERY_MODEL`); opening an existing index with another
-        model raises `ModelMismatchError`. `encoder` lets a program pass an already-loaded encoder.
-        `precision` (ONNX models: fp32, int8, int8-static, bf16, auto) applies to a new index's towers; an
-        existing index keeps the precision its images were embedded at, and `precision` then picks the text
-        tower's, allowed only where the parity gate found the two agree (`pixquery.models.parity`).
+        model raises `ModelMismatchError`. `precision` ("fp32", "int8" or "auto") applies to a new index (default
+        `$PIXQUERY_PRECISION`, else "auto": int8 where this model's parity gate passes, else fp32); an existing index
+        keeps the precision it was built at. `store` is the vector store of a new index (see `set_store`).
         """
         path = Path(path).expanduser() if path is not None else default_index_dir()
         if path.exists() and not path.is_dir():
             raise IndexFormatError(f"{path} is a file, not an index directory")
+        if precision is not None and precision not in (*PRECISIONS, "auto"):
+            raise PixqueryError(f"unknown precision {precision!r}: use fp32, int8 or auto")
+        check_kind(store)
         model = model or (encoder.name if encoder is not None else None)
         return cls(path, model, store, encoder, precision)
+
+    def view_for_thread(self) -> Library:
+        """Another view of this index sharing the loaded model: its own catalog connection and store view, for a
+        thread that searches in parallel with this one (the server keeps a few)."""
+        return Library(self.path, None, self._store_kind, self.encoder)
 
     def __enter__(self) -> Library:
         return self
@@ -135,28 +168,29 @@ class Library:
     def encoder(self) -> Encoder:
         """The model, loaded on first use (a search that needs no model never pays for loading it)."""
         if self._encoder is None:
-            from pixquery.models.parity import load_index_encoder
+            from pixquery.models.registry import load_encoder
 
-            record = self.config.extra.get("precision") if self.config is not None else None
-            self._encoder = load_index_encoder(
-                self.model, self._requested_precision, record, self.config is not None, self.path
-            )
+            if self.config is not None:
+                precision = self.config.precision
+            else:
+                precision = self._requested_precision or os.environ.get("PIXQUERY_PRECISION") or "auto"
+            self._encoder = load_encoder(self.model, precision=precision)
         return self._encoder
 
-    def _require_index(self) -> IndexConfig:
+    def _require_index(self) -> tuple[IndexConfig, Catalog]:
         if self.config is None or self.catalog is None:
             raise IndexFormatError(
-                f"no index at {self.path}: create one with `pixquery index FOLDER --index {self.path}`"
+                f"no index at {self.path}: create one with `pixquery index FOLDER --index {self.path} --model MODEL`"
             )
-        return self.config
+        return self.config, self.catalog
 
     @property
     def store(self) -> VectorStore:
         """A read-only view of the vectors (it follows what an indexer commits)."""
-        config = self._require_index()
+        config, _ = self._require_index()
         if self._store is None:
-            self._store = open_store(config.store, self.path / VECTORS_DIR, config.dim, readonly=True,
-                                     params=config.extra.get("store_params"))
+            self._store = open_store(config.store, self.layout.vectors, config.dim, readonly=True,
+                                     params=config.store_params)
         return self._store
 
     # --- indexing -----------------------------------------------------------------------------------------
@@ -169,94 +203,120 @@ class Library:
         batch_size: int = 32,
         workers: int | None = None,
         max_megapixels: float | None = 100.0,
-        progress: ProgressFn | None = None,
+        progress: ProgressFn = no_progress,
         ray: str | None = None,
         ray_actors: int = 2,
     ) -> IndexReport:
         """Index (or update) the images under `paths`: incremental, resumable, one writer at a time.
 
-        `ray` embeds the new files on Ray instead of in this process (needs the [scale] extra): "local" starts
-        a Ray instance here, "auto" joins the cluster this machine belongs to, "ray://HEAD:10001" a remote one;
-        `ray_actors` encoder actors run at once. Scanning, the catalog and the store stay in this process, so
-        the result, and what a crash leaves behind, are those of local indexing.
+        Nothing is created on disk until the paths and the model are known to be usable. `ray` embeds the new files
+        on Ray instead of in this process (needs the [scale] extra): "local" starts a Ray instance here, "auto" joins
+        the cluster this machine belongs to, "ray://HEAD:10001" a remote one; `ray_actors` encoder actors run at once.
+        Scanning, the catalog and the store stay in this process, so the result, and what a crash leaves behind,
+        are those of local indexing.
         """
         from pixquery.indexing import Indexer, reconcile
 
+        missing = [str(p) for p in paths if not os.path.lexists(os.path.expanduser(p))]
+        if missing:
+            raise NotFoundError(f"no such file or folder: {', '.join(missing)}")
+        encoder = self.encoder  # a bad model spec fails here, before an index folder exists
         self.path.mkdir(parents=True, exist_ok=True)
         with IndexLock(self.path):
             if self.config is None:
-                self.config = IndexConfig(model=self.model, dim=int(self.encoder.dim), store=self._store_kind)
-                self.config.record_precision(getattr(self.encoder, "precision", None))
+                self.config = IndexConfig(model=self.model, dim=int(encoder.dim), store=self._store_kind,
+                                          precision=encoder.precision)
                 self.config.save(self.path)
             if self.catalog is None:
-                self.catalog = Catalog(self.path / CATALOG_FILE)
-            writer_store = open_store(self.config.store, self.path / VECTORS_DIR, self.config.dim,
-                                      params=self.config.extra.get("store_params"))
+                self.catalog = Catalog(self.layout.catalog)
+            config, catalog = self.config, self.catalog
+            writer = open_store(config.store, self.layout.vectors, config.dim, params=config.store_params)
             try:
-                reconciled = reconcile(self.catalog, writer_store)
-                indexer = Indexer(
-                    self.catalog,
-                    writer_store,
-                    lambda: self.encoder,
-                    batch_size=batch_size,
-                    workers=workers,
-                    max_megapixels=max_megapixels,
-                    progress=progress,
-                )
+                reconciled = reconcile(catalog, writer)
+                indexer = Indexer(catalog, writer, lambda: self.encoder, batch_size=batch_size, workers=workers,
+                                  max_megapixels=max_megapixels, progress=progress)
                 sync = indexer.sync(paths, include=include, exclude=exclude, hidden=hidden)
                 self._remember_roots(paths)
-                self.catalog.set_meta(
-                    "last_skipped", json.dumps([{"path": s.path, "reason": s.reason} for s in sync.skipped])
-                )
-                embed = (self._embed_on_ray(writer_store, ray, ray_actors, batch_size, max_megapixels, progress)
-                         if ray else indexer.embed_pending())
-                self.catalog.set_meta("last_indexed_at", str(time.time()))
+                catalog.set_meta("last_skipped", json.dumps([{"path": s.path, "reason": s.reason}
+                                                              for s in sync.skipped]))
+                if ray:
+                    embed = self._embed_on_ray(writer, ray, ray_actors, batch_size, max_megapixels, progress)
+                else:
+                    embed = indexer.embed_pending()
+                catalog.set_meta("last_indexed_at", str(time.time()))
             finally:
-                writer_store.close()
+                writer.close()
         return IndexReport(sync, embed, reconciled)
 
     def _embed_on_ray(
-        self,
-        store: VectorStore,
-        address: str,
-        actors: int,
-        batch_size: int,
-        max_megapixels: float | None,
-        progress: ProgressFn | None,
+        self, store: VectorStore, address: str, actors: int, batch_size: int, max_megapixels: float | None,
+        progress: ProgressFn,
     ) -> EmbedReport:
         try:
             from pixquery.scale.ray_index import embed_pending_with_ray
         except ImportError as exc:  # pragma: no cover - depends on the installed extras
             raise PixqueryError("--ray needs Ray: pip install 'pixquery[scale]'") from exc
-        assert self.catalog is not None and self.config is not None
-        recorded = self.config.extra.get("precision") or {}
-        if recorded.get("image", "fp32") != "fp32":
-            # Ray actors load the model by name at full precision; mixing precisions in one index would skew scores.
-            raise PixqueryError(f"this index embeds images at {recorded['image']} precision; --ray embeds at fp32 "
-                                "only: index it without --ray, or start a new index for Ray")
+        config, catalog = self._require_index()
         return embed_pending_with_ray(
-            self.catalog, store, self.model, address=None if address == "local" else address, actors=actors,
-            batch_size=batch_size, progress=progress, max_megapixels=max_megapixels,
+            catalog, store, self.model, precision=config.precision, address=None if address == "local" else address,
+            actors=actors, batch_size=batch_size, progress=progress, max_megapixels=max_megapixels,
         )
 
     def _remember_roots(self, paths: Sequence[str | Path]) -> None:
         """Record the folders this index covers, so a re-index (e.g. from the web page) knows what to scan."""
-        assert self.catalog is not None
+        _, catalog = self._require_index()
         roots = set(self.roots())
         roots.update(os.path.abspath(os.path.expanduser(p)) for p in paths)
-        self.catalog.set_meta("roots", json.dumps(sorted(roots)))
+        catalog.set_meta("roots", json.dumps(sorted(roots)))
 
     def roots(self) -> list[str]:
-        """The folders and files this index was built from."""
+        """The folders and files this index was built from (absolute paths, as given)."""
         if self.catalog is None:
             return []
-        return json.loads(self.catalog.get_meta("roots") or "[]")
+        try:
+            roots = json.loads(self.catalog.get_meta("roots") or "[]")
+        except json.JSONDecodeError:
+            return []
+        return [r for r in roots if isinstance(r, str)] if isinstance(roots, list) else []
+
+    def set_store(self, kind: str, **params: Any) -> dict[str, Any]:
+        """Switch the index to another vector store in place, from its raw vectors: nothing is embedded again.
+
+        Kinds: flat (exact), faiss-hnsw, faiss-ivfpq, auto (by size and memory), milvus:PATH or milvus:http://HOST:PORT.
+        Under the index lock the new structure is built beside the old one, then `config.json` is switched
+        atomically, then what only the old kind used is deleted: a kill at any moment leaves the old or the new store
+        usable. `params` (e.g. M=16, efSearch=128, memory_budget=...) are kept in the config. Returns the new
+        store's description.
+        """
+        check_kind(kind)
+        config, _ = self._require_index()
+        params = {key: value for key, value in params.items() if value is not None}
+        with IndexLock(self.path):
+            config = IndexConfig.load(self.path)
+            store = open_store(kind, self.layout.vectors, config.dim, params=params)
+            try:
+                store.rebuild()
+                description = store.describe()
+            finally:
+                store.close()
+            old_kind = config.store
+            config.store, config.store_params = kind, params
+            config.save(self.path)
+            if old_kind != kind:
+                # Clean-up only: an unreachable old Milvus server must not fail a switch that already happened.
+                with contextlib.suppress(Exception):
+                    discard_store(old_kind, self.layout.vectors)
+        self.config = config
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        return description
 
     # --- searching ----------------------------------------------------------------------------------------
     def context(self) -> SearchContext:
-        self._require_index()
-        assert self.catalog is not None
-        return SearchContext(self.encoder, self.store, self.catalog)
+        """What the query engine runs against (for programs that pass their own captioner, rewriter, ...)."""
+        _, catalog = self._require_index()
+        return SearchContext(self.encoder, self.store, catalog)
 
     def search(
         self,
@@ -268,74 +328,175 @@ class Library:
         """Search by text, by example images, or both (their vectors are summed); or run a full `QuerySpec`."""
         if spec is None:
             spec = QuerySpec.simple(text, [str(p) for p in images or []], k=k)
-        return execute(spec, self.context())
+        return self.query(spec).hits
 
-    def search_batch(self, texts: Sequence[str], k: int = 20) -> list[list[Hit]]:
-        """Many text queries at once: one text-encoder batch and one matrix product."""
-        if not texts or any(not t.strip() for t in texts):
-            raise QueryError("search_batch needs non-empty texts")
-        ctx = self.context()
-        scores, ids = ctx.store.search(ctx.encoder.encode_texts(list(texts)), k)
-        return [hits_from(s, i, ctx.catalog) for s, i in zip(scores, ids, strict=True)]
+    def query(self, spec: QuerySpec) -> QueryOutcome:
+        """Run a `QuerySpec`: the hits and what the engine decided on the way (method, words found, cut-off)."""
+        return run_query(spec, self.context())
+
+    # --- items and files ----------------------------------------------------------------------------------
+    def item(self, file_id: int) -> Item:
+        """The catalog row of an indexed image; `NotFoundError` when no indexed image has that id."""
+        _, catalog = self._require_index()
+        row = catalog.get(int(file_id)) if 0 < int(file_id) < 2**63 else None
+        if row is None or row.status != "indexed":
+            raise NotFoundError(f"no indexed image has id {file_id}")
+        return row
+
+    def items(self, ids: Iterable[int]) -> dict[int, Item]:
+        """Catalog rows by id (ids without a row are left out)."""
+        _, catalog = self._require_index()
+        return catalog.get_many(ids)
+
+    def folders(self, limit: int | None = None) -> list[tuple[str, int]]:
+        """(folder, number of indexed images) for every folder holding some, most populated first."""
+        _, catalog = self._require_index()
+        return catalog.folders(limit)
+
+    def counts(self) -> dict[str, int]:
+        """Files by status: pending, indexed, error."""
+        _, catalog = self._require_index()
+        return catalog.counts()
+
+    def meta(self, key: str) -> str | None:
+        """A value the index keeps about itself (e.g. "last_indexed_at")."""
+        _, catalog = self._require_index()
+        return catalog.get_meta(key)
+
+    @contextlib.contextmanager
+    def open_file(self, file_id: int) -> Iterator[tuple[BinaryIO, Item]]:
+        """The indexed file `file_id`, opened for reading, with its row; only when it is still the file indexed.
+
+        Checked on the opened descriptor, so nothing swapped in at the path can slip through: it must be a regular
+        file, under the folders this index covers, and the very file the catalog holds (same device and inode, size
+        and modification time; where only those two differ, the same content hash). Otherwise `NotFoundError` (gone,
+        outside the roots) or `StaleFileError` (changed or swapped since it was indexed: re-index).
+        """
+        from pixquery.media.files import FileIdentity, UnreadableFile, hash_handle, open_regular
+
+        row = self.item(file_id)
+        if not is_under(row.path, self.roots()):
+            raise NotFoundError(f"image {file_id} is not inside the folders this index covers")
+        try:
+            handle = open_regular(row.path)
+        except UnreadableFile as exc:
+            raise NotFoundError(f"image {file_id} cannot be opened: {exc}") from None
+        with handle:
+            ident = FileIdentity.of(handle)
+            if row.inode is not None and (ident.device, ident.inode) != (row.device, row.inode):
+                raise StaleFileError(f"image {file_id} was replaced by another file since it was indexed; "
+                                     "re-index to see the new one")
+            if (ident.size, ident.mtime_ns) != (row.size, row.mtime_ns):
+                if ident.size != row.size or hash_handle(handle) != row.content_hash:
+                    raise StaleFileError(f"image {file_id} changed since it was indexed; re-index to see it")
+                handle.seek(0)
+            yield handle, row
+
+    def read_image(self, file_id: int, target_size: int | None = None,
+                   max_megapixels: float | None = 100.0) -> Image.Image:
+        """An indexed image decoded (upright RGB; JPEG at a reduced scale near `target_size`), after `open_file`'s
+        checks. Raises `NotFoundError`, `StaleFileError` or an `ImageDecodeError` saying why it cannot be read."""
+        from pixquery.media.decode import open_image
+
+        with self.open_file(file_id) as (handle, _):
+            return open_image(handle, max_megapixels, target_size)
+
+    @staticmethod
+    def decode_image(data: bytes, max_megapixels: float | None = 50.0) -> Image.Image:
+        """Decode image bytes (an upload) under a pixel limit; `ImageDecodeError` says why it cannot be read."""
+        import io
+
+        from pixquery.media.decode import open_image
+
+        return open_image(io.BytesIO(data), max_megapixels)
 
     # --- reporting ----------------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
         """Model, counts, skipped files with reasons, size on disk."""
-        config = self._require_index()
-        assert self.catalog is not None
-        counts = self.catalog.counts()
+        config, catalog = self._require_index()
+        counts = catalog.counts()
         size = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
-        last = self.catalog.get_meta("last_indexed_at")
+        last = catalog.get_meta("last_indexed_at")
         return {
             "index": str(self.path),
             "model": config.model,
+            "precision": config.precision,
             "dim": config.dim,
             "store": config.store,
             "format_version": config.format_version,
             "files": sum(counts.values()),
             "indexed": counts["indexed"],
             "pending": counts["pending"],
-            "errors": [{"path": r.path, "reason": r.error} for r in self.catalog.errors()],
-            "skipped": json.loads(self.catalog.get_meta("last_skipped") or "[]"),
+            "errors": [{"path": r.path, "reason": r.error} for r in catalog.errors()],
+            "skipped": json.loads(catalog.get_meta("last_skipped") or "[]"),
             "vectors": self.store.count(),
             "size_bytes": size,
             "last_indexed_at": float(last) if last else None,
             "roots": self.roots(),
-            "store_info": _describe_store(self.store),
+            "store_info": self.store.describe(),
         }
 
-    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        """(catalog ids, vectors) of everything indexed, for organising tasks."""
-        ids = self.store.ids()
-        return ids, self.store.get(ids)
-
     # --- organising ---------------------------------------------------------------------------------------
-    def classify(self, labels: Any, **options: Any) -> Any:
-        """Zero-shot tags from your labels (prompt ensembles, AutoCLIP, "none of these"); see pixquery.tasks."""
-        from pixquery.tasks.classify import tag_library
+    def view(self) -> IndexView:
+        """The index as organising sees it: encoder, every indexed id and vector, catalog, store, file reader."""
+        from pixquery.organize.view import IndexView
 
-        return tag_library(self, labels, **options)
+        config, catalog = self._require_index()
+        ids, vectors = self.store.all_vectors()
+        order = np.argsort(ids, kind="stable")
+        return IndexView(
+            encoder=self.encoder, ids=np.asarray(ids, np.int64)[order], vectors=np.asarray(vectors)[order],
+            catalog=catalog, store=self.store, model=config.model,
+            read_image=lambda row, size: self.read_image(row.id, size), layout=self.layout,
+        )
 
-    def tag(self, **options: Any) -> Any:
-        """Vocabulary-free tags (CaSED-style) from the shipped concept vocabulary or yours."""
-        from pixquery.tasks.open_tags import tag_open
+    def tag(self, labels: Any, progress: ProgressFn = no_progress, **options: Any) -> Any:
+        """Zero-shot tags from your labels (prompt ensembles, AutoCLIP, "none of these"), stored in the index
+        where the `tags` search filter finds them. Options: see `pixquery.organize.classify.tag_labels`."""
+        from pixquery.organize.classify import tag_labels
 
-        return tag_open(self, **options)
+        return tag_labels(self.view(), labels, progress=progress, **options)
 
-    def cluster(self, **options: Any) -> dict[str, Any]:
-        """Named clusters with representative images."""
-        from pixquery.tasks.cluster import cluster_library
+    def tag_open(self, progress: ProgressFn = no_progress, **options: Any) -> Any:
+        """Vocabulary-free tags (CaSED-style) from the shipped concept vocabulary or yours, stored in the index.
+        Options: see `pixquery.organize.open_tags.tag_open`."""
+        from pixquery.organize.open_tags import tag_open
 
-        return cluster_library(self, **options)
+        return tag_open(self.view(), progress=progress, **options)
 
-    def duplicates(self, **options: Any) -> list[Any]:
-        """Exact, near-exact and semantic duplicate groups with a suggested keeper; never deletes."""
-        from pixquery.tasks.dedup import find_duplicates
+    def tag_counts(self, source: str | None = None) -> list[tuple[str, int]]:
+        """(tag, number of images) of every stored tag, most frequent first."""
+        _, catalog = self._require_index()
+        return catalog.tag_counts(source)
 
-        return find_duplicates(self, **options)
+    def cluster(self, progress: ProgressFn = no_progress, **options: Any) -> dict[str, Any]:
+        """Named clusters with representative images. Options: see `pixquery.organize.cluster.cluster_images`."""
+        from pixquery.organize.cluster import cluster_images
+
+        return cluster_images(self.view(), progress=progress, **options)
+
+    def contact_sheet(self, clusters: dict[str, Any], out_png: str | Path) -> Path:
+        """Draw a clustering (from `cluster`) as a PNG contact sheet; returns its path."""
+        from pixquery.organize.contact_sheet import contact_sheet
+
+        return contact_sheet(clusters, lambda file_id, size: self.read_image(file_id, size), out_png)
+
+    def duplicates(self, progress: ProgressFn = no_progress, **options: Any) -> dict[str, Any]:
+        """Duplicate groups with a suggested keeper and the evidence; never deletes anything.
+        Options: see `pixquery.organize.dedup.find_duplicates`."""
+        from pixquery.organize.dedup import find_duplicates
+
+        return find_duplicates(self.view(), progress=progress, **options)
 
 
-def _describe_store(store: VectorStore) -> dict[str, Any]:
-    from pixquery.store.rebuild import describe_store
+def _check_same_model(built: str, asked: str, directory: Path) -> None:
+    """Refuse to open an index with another model than the one that built it."""
+    from pixquery.models.registry import canonical_spec
 
-    return describe_store(store)
+    if canonical_spec(asked) != canonical_spec(built):
+        raise ModelMismatchError(
+            f"the index at {directory} was built with model {built!r}, not {asked!r}: vectors of different models "
+            f"are not comparable. Use --model {built} (or leave --model out), or build a new index with "
+            "--index NEW_DIR."
+        )
+

@@ -9,7 +9,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -76,3 +76,13 @@ def try_write(write: Any, *args: Any, **kwargs: Any) -> bool:
     except OSError:
         return False
     return True
+
+
+def is_under(path: str | Path, roots: Iterable[str | Path]) -> bool:
+    """Whether `path` is one of `roots` or lies below one (absolute paths compared as written, not resolved)."""
+    text = str(path)
+    for root in roots:
+        base = str(root)
+        if text == base or text.startswith(base.rstrip(os.sep) + os.sep):
+            return True
+    return False

@@ -8,7 +8,6 @@ its row's current content, and `reconcile` can repair the rest on the next open 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections import deque
@@ -20,22 +19,14 @@ from typing import Any
 
 import numpy as np
 
+from pixquery.fsutil import is_under
 from pixquery.media.decode import ImageDecodeError, open_image_with_metadata
 from pixquery.media.discover import Skipped, discover
+from pixquery.media.files import FileIdentity, UnreadableFile, hash_file
 from pixquery.models.base import Encoder
+from pixquery.progress import ProgressFn, no_progress
 from pixquery.store.base import VectorStore
 from pixquery.store.catalog import Catalog
-
-HASH_CHUNK = 1 << 20
-
-
-def content_hash(path: str | Path) -> str:
-    """blake2b-128 of the file's bytes (detects moves and real content changes)."""
-    digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -61,14 +52,6 @@ class EmbedReport:
     @property
     def images_per_s(self) -> float:
         return self.embedded / self.seconds if self.seconds > 0 else 0.0
-
-
-ProgressFn = Callable[[str, int, int], None]
-"""progress(stage, done, total): called as work advances."""
-
-
-def _is_under(path: str, roots: Iterable[Path]) -> bool:
-    return any(path == str(r) or path.startswith(str(r).rstrip(os.sep) + os.sep) for r in roots)
 
 
 def reconcile(catalog: Catalog, store: VectorStore) -> dict[str, int]:
@@ -126,7 +109,7 @@ class Indexer:
         # model's own threads and drop it to 0.85.
         self.workers = workers or default_decode_workers()
         self.max_megapixels = max_megapixels
-        self.progress = progress or (lambda stage, done, total: None)
+        self.progress = progress or no_progress
 
     # --- sync ---------------------------------------------------------------------------------------------
     def sync(
@@ -151,7 +134,8 @@ class Indexer:
         candidates = []  # paths whose content must be hashed: new, or size/mtime changed
         for path, st in on_disk.items():
             row = known.get(path)
-            if row is not None and row.size == st.st_size and row.mtime_ns == st.st_mtime_ns:
+            same_file = row is not None and row.inode in (None, st.st_ino)
+            if same_file and row.size == st.st_size and row.mtime_ns == st.st_mtime_ns:
                 report.unchanged += 1
             else:
                 candidates.append(path)
@@ -168,34 +152,36 @@ class Indexer:
         for path in candidates:
             if path not in hashes:
                 continue
-            digest, st = hashes[path], on_disk[path]
+            digest, ident = hashes[path]
             row = known.get(path)
             if row is not None:
                 if row.content_hash == digest and row.status != "error":
-                    self.catalog.touch(row.id, st.st_size, st.st_mtime_ns)
+                    self.catalog.touch(row.id, ident.size, ident.mtime_ns, ident.device, ident.inode)
                     report.unchanged += 1
                 else:
-                    changes.append((row.id, st, digest))
+                    changes.append((row.id, ident, digest))
                     to_unstore.append(row.id)
             elif gone_by_hash.get(digest):
                 old = gone_by_hash[digest].pop()
-                moves.append((old.id, path, st))
+                moves.append((old.id, path, ident))
                 del gone[old.path]
             else:
-                inserts.append((path, st, digest))
-        deleted_ids = [r.id for p, r in gone.items() if _is_under(p, found.roots)]
+                inserts.append((path, ident, digest))
+        deleted_ids = [r.id for p, r in gone.items() if is_under(p, found.roots)]
         to_unstore += deleted_ids
 
         # Old vectors leave the store (durably) before the catalog says the rows changed or went away.
         if to_unstore:
             self.store.remove(np.array(to_unstore, np.int64))
             self.store.flush()
-        for file_id, st, digest in changes:
-            self.catalog.mark_changed(file_id, st.st_size, st.st_mtime_ns, digest)
-        for file_id, path, st in moves:
-            self.catalog.move(file_id, path, os.path.dirname(path), _ext(path), st.st_mtime_ns)
-        for path, st, digest in inserts:
-            self.catalog.insert(path, os.path.dirname(path), _ext(path), st.st_size, st.st_mtime_ns, digest)
+        for file_id, ident, digest in changes:
+            self.catalog.mark_changed(file_id, ident.size, ident.mtime_ns, digest, ident.device, ident.inode)
+        for file_id, path, ident in moves:
+            self.catalog.move(file_id, path, os.path.dirname(path), _ext(path), ident.mtime_ns, ident.device,
+                              ident.inode)
+        for path, ident, digest in inserts:
+            self.catalog.insert(path, os.path.dirname(path), _ext(path), ident.size, ident.mtime_ns, digest,
+                                ident.device, ident.inode)
         self.catalog.delete(deleted_ids)
         self.catalog.commit()
         report.new, report.changed, report.moved, report.deleted = (
@@ -203,20 +189,21 @@ class Indexer:
         )
         return report
 
-    def _hash_all(self, paths: list[str], report: SyncReport) -> dict[str, str]:
-        """Hash files in a thread pool (hashlib releases the GIL), reporting unreadable ones."""
-        out: dict[str, str] = {}
+    def _hash_all(self, paths: list[str], report: SyncReport) -> dict[str, tuple[str, FileIdentity]]:
+        """(content hash, identity) of each file, in a thread pool (hashlib releases the GIL); unreadable files
+        (gone, not regular, permission denied, an I/O error) are reported and left out."""
+        out: dict[str, tuple[str, FileIdentity]] = {}
         if not paths:
             return out
         with ThreadPoolExecutor(self.workers) as pool:
-            futures = {pool.submit(content_hash, p): p for p in paths}
+            futures = {pool.submit(hash_file, p): p for p in paths}
             for done, (future, path) in enumerate(futures.items(), 1):
                 try:
                     out[path] = future.result()
-                except PermissionError:
-                    report.skipped.append(Skipped(path, "permission denied: the file is not readable"))
-                except OSError as exc:
-                    report.skipped.append(Skipped(path, f"cannot read: {exc.strerror or exc}"))
+                except UnreadableFile as exc:
+                    report.skipped.append(Skipped(path, str(exc)))
+                except OSError as exc:  # an I/O error while reading
+                    report.skipped.append(Skipped(path, f"cannot read it ({exc.strerror or exc})"))
                 self.progress("hash", done, len(paths))
         return out
 
@@ -229,14 +216,13 @@ class Indexer:
             return report
         rows = self.catalog.get_many(pending)
         encoder = self._encoder_factory()
-        fast = all(hasattr(encoder, a) for a in ("preprocess", "encode_preprocessed", "image_size"))
         # Reduced-scale JPEG decoding needs the short side the model's preprocessing reads before cropping.
-        target = getattr(encoder, "decode_size", None) or getattr(encoder, "image_size", None)
+        target = encoder.decode_size
 
         def load(file_id: int) -> tuple[int, Any, dict[str, Any] | None, str | None]:
             try:
                 image, meta = open_image_with_metadata(rows[file_id].path, self.max_megapixels, target)
-                return file_id, (encoder.preprocess(image) if fast else image), meta, None
+                return file_id, encoder.preprocess(image), meta, None
             except ImageDecodeError as exc:
                 return file_id, None, None, str(exc)
             except Exception as exc:  # a decoder bug on one odd file must not stop a 100k-photo run
@@ -261,29 +247,41 @@ class Indexer:
                     next_id = next(ids_iter, None)
                     if next_id is not None:
                         queue.append(pool.submit(load, next_id))
-                self._store_batch(batch, encoder, fast, report)
+                self._store_batch(batch, encoder, report)
                 done += len(batch)
                 self.progress("embed", done, total)
         report.seconds = time.perf_counter() - start
         return report
 
-    def _store_batch(self, batch: list[tuple], encoder: Encoder, fast: bool, report: EmbedReport) -> None:
+    def _store_batch(self, batch: list[tuple], encoder: Encoder, report: EmbedReport) -> None:
         good = [(fid, data, meta) for fid, data, meta, err in batch if err is None]
-        if good:
-            if fast:
-                vectors = encoder.encode_preprocessed(np.stack([data for _, data, _ in good]))
-            else:
-                vectors = encoder.encode_images([data for _, data, _ in good])
-            self.store.add(np.array([fid for fid, _, _ in good], np.int64), vectors)
-            self.store.flush()  # durable before the catalog says "indexed"
-        for fid, _, meta in good:
-            self.catalog.mark_indexed(fid, meta)
-        for fid, _, _, err in batch:
-            if err is not None:
-                self.catalog.mark_error(fid, err)
-        self.catalog.commit()
-        report.embedded += len(good)
-        report.failed += len(batch) - len(good)
+        vectors = encoder.encode_preprocessed(np.stack([data for _, data, _ in good])) if good else None
+        commit_batch(
+            self.catalog, self.store, [(fid, meta) for fid, _, meta in good], vectors,
+            [(fid, err) for fid, _, _, err in batch if err is not None], report,
+        )
+
+
+def commit_batch(
+    catalog: Catalog,
+    store: VectorStore,
+    stored: list[tuple[int, dict[str, Any]]],
+    vectors: np.ndarray | None,
+    failed: list[tuple[int, str]],
+    report: EmbedReport,
+) -> None:
+    """Record one embedded batch in the crash-safe order: the vectors of `stored` (id, metadata) made durable in
+    the store first, then one catalog commit marking them indexed and `failed` (id, reason) as errors."""
+    if stored and vectors is not None:
+        store.add(np.array([fid for fid, _ in stored], np.int64), vectors)
+        store.flush()  # durable before the catalog says "indexed"
+    for fid, meta in stored:
+        catalog.mark_indexed(fid, meta)
+    for fid, err in failed:
+        catalog.mark_error(fid, err)
+    catalog.commit()
+    report.embedded += len(stored)
+    report.failed += len(failed)
 
 
 def _ext(path: str) -> str:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from pixquery.errors import PixqueryError
+from pixquery.media.files import UnreadableFile, open_regular
 from pixquery.media.metadata import read_metadata
 
 DEFAULT_MAX_MEGAPIXELS = 100.0
@@ -39,12 +39,16 @@ def _register_heif() -> bool:
     return _heif_registered
 
 
-class ImageDecodeError(PixqueryError):
+class ImageDecodeError(UnreadableFile):
     """A file could not be read as an image; the message is the reason shown to the user."""
 
 
+Source = str | Path | BinaryIO
+"""A file to decode: a path (opened with `open_regular`) or an already opened binary file."""
+
+
 def open_image(
-    path: str | Path,
+    path: Source,
     max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS,
     target_size: int | None = None,
 ) -> Image.Image:
@@ -58,19 +62,30 @@ def open_image(
 
 
 def open_image_with_metadata(
-    path: str | Path,
+    path: Source,
     max_megapixels: float | None = DEFAULT_MAX_MEGAPIXELS,
     target_size: int | None = None,
     with_metadata: bool = True,
 ) -> tuple[Image.Image, dict[str, Any]]:
     """Like `open_image`, also returning the catalog metadata (original size, format, EXIF date, camera, GPS)."""
-    path = Path(path)
-    if path.suffix.lower() in (".heic", ".heif", ".avif") and not _register_heif():
-        raise ImageDecodeError("HEIC/HEIF support needs pillow-heif: pip install pillow-heif")
+    if isinstance(path, str | Path):
+        try:
+            handle = open_regular(path)
+        except UnreadableFile as exc:
+            raise ImageDecodeError(str(exc)) from None
+        with handle:
+            return _decode(handle, max_megapixels, target_size, with_metadata)
+    return _decode(path, max_megapixels, target_size, with_metadata)
+
+
+def _decode(
+    handle: BinaryIO, max_megapixels: float | None, target_size: int | None, with_metadata: bool
+) -> tuple[Image.Image, dict[str, Any]]:
+    _register_heif()  # by content, whatever the file is called
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # PIL warns about odd EXIF/ICC data we do not need
-            with Image.open(path) as img:
+            with Image.open(handle) as img:
                 width, height = img.size
                 meta: dict[str, Any] = read_metadata(img) if with_metadata else {}
                 if max_megapixels is not None and width * height > max_megapixels * 1e6:
@@ -87,12 +102,6 @@ def open_image_with_metadata(
                 return _to_rgb(img), meta
     except ImageDecodeError:
         raise
-    except FileNotFoundError:
-        raise ImageDecodeError("the file no longer exists") from None
-    except PermissionError:
-        raise ImageDecodeError("permission denied: the file is not readable by this user") from None
-    except IsADirectoryError:
-        raise ImageDecodeError("it is a directory, not a file") from None
     except UnidentifiedImageError:
         raise ImageDecodeError("not an image, or a format Pillow cannot read") from None
     except Image.DecompressionBombError as exc:

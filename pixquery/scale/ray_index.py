@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from pixquery.indexing import EmbedReport, ProgressFn
+from pixquery.indexing import EmbedReport, commit_batch
+from pixquery.progress import ProgressFn, no_progress
 from pixquery.store.base import VectorStore
 from pixquery.store.catalog import Catalog
 
@@ -37,13 +38,11 @@ DECODE_THREADS = 4
 class EncoderActor:
     """A Ray Data actor: loads the model once, then turns batches of (id, path) into vectors or error reasons."""
 
-    def __init__(self, model_spec: str, max_megapixels: float | None = 100.0) -> None:
+    def __init__(self, model_spec: str, precision: str = "fp32", max_megapixels: float | None = 100.0) -> None:
         from pixquery.models.registry import load_encoder
 
-        self.encoder = load_encoder(model_spec)
+        self.encoder = load_encoder(model_spec, precision=precision)
         self.max_megapixels = max_megapixels
-        self.fast = all(hasattr(self.encoder, a) for a in ("preprocess", "encode_preprocessed", "image_size"))
-        self.target = getattr(self.encoder, "image_size", None)
         # Decoding releases the GIL in Pillow: a few threads keep the model fed, as in local indexing.
         self.pool = ThreadPoolExecutor(DECODE_THREADS)
 
@@ -51,8 +50,8 @@ class EncoderActor:
         from pixquery.media.decode import ImageDecodeError, open_image_with_metadata
 
         try:
-            image, meta = open_image_with_metadata(path, self.max_megapixels, self.target)
-            return (self.encoder.preprocess(image) if self.fast else image), meta, ""
+            image, meta = open_image_with_metadata(path, self.max_megapixels, self.encoder.decode_size)
+            return self.encoder.preprocess(image), meta, ""
         except ImageDecodeError as exc:
             return None, None, str(exc)
         except Exception as exc:  # one odd file must not fail a whole cluster run
@@ -63,11 +62,7 @@ class EncoderActor:
         good = [i for i, (_, _, err) in enumerate(loaded) if not err]
         vectors = np.zeros((len(loaded), int(self.encoder.dim)), np.float32)
         if good:
-            inputs = [loaded[i][0] for i in good]
-            if self.fast:
-                vectors[good] = self.encoder.encode_preprocessed(np.stack(inputs))
-            else:
-                vectors[good] = self.encoder.encode_images(inputs)
+            vectors[good] = self.encoder.encode_preprocessed(np.stack([loaded[i][0] for i in good]))
         return {
             "id": np.asarray(batch["id"], np.int64),
             "vector": vectors,
@@ -77,21 +72,13 @@ class EncoderActor:
 
 
 def _commit_batch(catalog: Catalog, store: VectorStore, batch: dict[str, np.ndarray], report: EmbedReport) -> int:
-    """Store one batch with local indexing's order: vectors durable first, then the catalog commit."""
+    """Store one batch returned by the actors, with local indexing's write order (`commit_batch`)."""
     ids = np.asarray(batch["id"], np.int64)
     errors = [str(e) for e in batch["error"]]
     good = np.array([not e for e in errors], bool)
-    if good.any():
-        store.add(ids[good], np.asarray(batch["vector"], np.float32)[good])
-        store.flush()  # durable before the catalog says "indexed"
-    for file_id, ok, err, meta in zip(ids.tolist(), good.tolist(), errors, batch["meta"], strict=True):
-        if ok:
-            catalog.mark_indexed(file_id, json.loads(meta))
-        else:
-            catalog.mark_error(file_id, err)
-    catalog.commit()
-    report.embedded += int(good.sum())
-    report.failed += int((~good).sum())
+    stored = [(int(i), json.loads(m)) for i, ok, m in zip(ids.tolist(), good, batch["meta"], strict=True) if ok]
+    failed = [(int(i), e) for i, ok, e in zip(ids.tolist(), good, errors, strict=True) if not ok]
+    commit_batch(catalog, store, stored, np.asarray(batch["vector"], np.float32)[good], failed, report)
     return len(ids)
 
 
@@ -99,10 +86,11 @@ def embed_pending_with_ray(
     catalog: Catalog,
     store: VectorStore,
     model_spec: str,
+    precision: str = "fp32",
     address: str | None = None,
     actors: int = 2,
     batch_size: int = 32,
-    progress: ProgressFn | None = None,
+    progress: ProgressFn = no_progress,
     max_megapixels: float | None = 100.0,
     num_cpus: float = 1.0,
     num_gpus: float = 0.0,
@@ -121,7 +109,6 @@ def embed_pending_with_ray(
     if not pending:
         return report
     rows = catalog.get_many(pending)
-    progress = progress or (lambda stage, done, total: None)
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
@@ -129,7 +116,7 @@ def embed_pending_with_ray(
     try:
         dataset = ray.data.from_items([{"id": i, "path": rows[i].path} for i in pending]).map_batches(
             EncoderActor,
-            fn_constructor_kwargs={"model_spec": model_spec, "max_megapixels": max_megapixels},
+            fn_constructor_kwargs={"model_spec": model_spec, "precision": precision, "max_megapixels": max_megapixels},
             compute=ray.data.ActorPoolStrategy(size=max(1, int(actors))),
             batch_size=max(1, int(batch_size)),
             batch_format="numpy",

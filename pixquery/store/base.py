@@ -61,6 +61,10 @@ class VectorStore(Protocol):
         """Kind, parameters, sizes, and the recall@10 measured at build time (1.0 for exact search)."""
         ...
 
+    def rebuild(self) -> None:
+        """Build any structure derived from the raw vectors again from all of them (nothing for exact search)."""
+        ...
+
     def refresh(self) -> bool:
         """A read-only view picks up what a writer committed since; True when something changed."""
         ...

@@ -16,7 +16,7 @@ from typing import Any
 
 from pixquery.store.where import Filter
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -38,7 +38,9 @@ CREATE TABLE IF NOT EXISTS files (
     gps_lat       REAL,
     gps_lon       REAL,
     added_at      REAL NOT NULL,          -- unix time the row was created
-    indexed_at    REAL                    -- unix time the vector was stored
+    indexed_at    REAL,                   -- unix time the vector was stored
+    device        INTEGER,                -- st_dev and st_ino of the file read at indexing: a file swapped in at
+    inode         INTEGER                 -- the same path later is told apart from the one indexed
 );
 CREATE INDEX IF NOT EXISTS files_status ON files(status);
 CREATE INDEX IF NOT EXISTS files_hash ON files(content_hash);
@@ -81,6 +83,8 @@ class FileRow:
     gps_lon: float | None
     added_at: float
     indexed_at: float | None
+    device: int | None = None
+    inode: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the row."""
@@ -118,10 +122,19 @@ class Catalog:
             # NORMAL is durable in WAL mode across application crashes; only an OS crash may lose the last commit.
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
-            if self.get_meta("schema_version") is None:
-                self.set_meta("schema_version", str(SCHEMA_VERSION))
+            self._migrate()
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.row_factory = sqlite3.Row
+
+    def _migrate(self) -> None:
+        """Bring a catalog written by an older pixquery to this schema (columns are only ever added)."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(files)")}
+        with self.db:
+            for column in ("device", "inode"):
+                if column not in columns:  # schema 1 had no file identity
+                    self.db.execute(f"ALTER TABLE files ADD COLUMN {column} INTEGER")
+        if self.get_meta("schema_version") != str(SCHEMA_VERSION):
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
 
     def close(self) -> None:
         self.db.close()
@@ -226,29 +239,43 @@ class Catalog:
         return [(str(label), int(n)) for label, n in self.db.execute(sql, params)]
 
     # --- writing ------------------------------------------------------------------------------------------
-    def insert(self, path: str, folder: str, ext: str, size: int, mtime_ns: int, content_hash: str) -> int:
+    def insert(
+        self, path: str, folder: str, ext: str, size: int, mtime_ns: int, content_hash: str,
+        device: int | None = None, inode: int | None = None,
+    ) -> int:
         cur = self.db.execute(
-            "INSERT INTO files(path, folder, ext, size, mtime_ns, content_hash, status, added_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)",
-            (path, folder, ext, size, mtime_ns, content_hash, time.time()),
+            "INSERT INTO files(path, folder, ext, size, mtime_ns, content_hash, status, added_at, device, inode) "
+            "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+            (path, folder, ext, size, mtime_ns, content_hash, time.time(), device, inode),
         )
         return int(cur.lastrowid)
 
-    def mark_changed(self, file_id: int, size: int, mtime_ns: int, content_hash: str) -> None:
+    def mark_changed(
+        self, file_id: int, size: int, mtime_ns: int, content_hash: str, device: int | None = None,
+        inode: int | None = None,
+    ) -> None:
         self.db.execute(
-            "UPDATE files SET size = ?, mtime_ns = ?, content_hash = ?, status = 'pending', error = NULL "
-            "WHERE id = ?",
-            (size, mtime_ns, content_hash, file_id),
+            "UPDATE files SET size = ?, mtime_ns = ?, content_hash = ?, device = ?, inode = ?, status = 'pending', "
+            "error = NULL WHERE id = ?",
+            (size, mtime_ns, content_hash, device, inode, file_id),
         )
 
-    def touch(self, file_id: int, size: int, mtime_ns: int) -> None:
-        """Record new size/mtime of a file whose content did not change (e.g. `touch`)."""
-        self.db.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, file_id))
-
-    def move(self, file_id: int, path: str, folder: str, ext: str, mtime_ns: int) -> None:
+    def touch(
+        self, file_id: int, size: int, mtime_ns: int, device: int | None = None, inode: int | None = None
+    ) -> None:
+        """Record the new size, mtime and inode of a file whose content did not change (`touch`, a rewrite)."""
         self.db.execute(
-            "UPDATE files SET path = ?, folder = ?, ext = ?, mtime_ns = ? WHERE id = ?",
-            (path, folder, ext, mtime_ns, file_id),
+            "UPDATE files SET size = ?, mtime_ns = ?, device = ?, inode = ? WHERE id = ?",
+            (size, mtime_ns, device, inode, file_id),
+        )
+
+    def move(
+        self, file_id: int, path: str, folder: str, ext: str, mtime_ns: int, device: int | None = None,
+        inode: int | None = None,
+    ) -> None:
+        self.db.execute(
+            "UPDATE files SET path = ?, folder = ?, ext = ?, mtime_ns = ?, device = ?, inode = ? WHERE id = ?",
+            (path, folder, ext, mtime_ns, device, inode, file_id),
         )
 
     def delete(self, ids: Iterable[int]) -> None:

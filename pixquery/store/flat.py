@@ -294,6 +294,11 @@ class FlatStore:
             "recall_at_10": 1.0,
         }
 
+    def rebuild(self) -> None:
+        """Exact search derives nothing from the rows: only commit what is pending."""
+        if not self.readonly:
+            self.flush()
+
     def close(self) -> None:
         self._vectors = np.zeros((0, self.dim), np.float32)
 
