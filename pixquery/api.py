@@ -29,6 +29,7 @@ from pixquery.errors import (
     StaleFileError,
 )
 from pixquery.fsutil import is_under
+from pixquery.layout import IndexLayout
 from pixquery.models.base import PRECISIONS, Encoder
 from pixquery.models.registry import DEFAULT_MODEL
 from pixquery.paths import default_index_dir
@@ -38,7 +39,6 @@ from pixquery.query.spec import QuerySpec
 from pixquery.store.base import VectorStore
 from pixquery.store.catalog import Catalog, FileRow
 from pixquery.store.config import IndexConfig
-from pixquery.store.layout import IndexLayout
 from pixquery.store.lock import IndexLock
 from pixquery.store.open import check_kind, discard_store, open_store
 
@@ -51,7 +51,8 @@ if TYPE_CHECKING:  # imported where used: a query never pays for indexing or org
 Item = FileRow
 """One indexed file as the catalog knows it (path, size, status, metadata); what `Library.item` returns."""
 
-__all__ = ["DEFAULT_MODEL", "Hit", "IndexReport", "Item", "Library", "QueryOutcome", "QuerySpec"]
+__all__ = ["DEFAULT_MODEL", "Hit", "IndexReport", "Item", "Library", "QueryOutcome", "QuerySpec",
+           "composition_methods", "covering_roots"]
 
 
 @dataclass
@@ -270,14 +271,17 @@ class Library:
         catalog.set_meta("roots", json.dumps(sorted(roots)))
 
     def roots(self) -> list[str]:
-        """The folders and files this index was built from (absolute paths, as given)."""
+        """The folders and files this index was built from (absolute paths, as given); for an index that did not
+        record them, the fewest folders holding all its images."""
         if self.catalog is None:
             return []
         try:
-            roots = json.loads(self.catalog.get_meta("roots") or "[]")
+            roots = json.loads(self.catalog.get_meta("roots") or "null")
         except json.JSONDecodeError:
-            return []
-        return [r for r in roots if isinstance(r, str)] if isinstance(roots, list) else []
+            roots = None
+        if isinstance(roots, list) and all(isinstance(r, str) for r in roots):
+            return roots
+        return covering_roots(folder for folder, _ in self.catalog.folders())
 
     def set_store(self, kind: str, **params: Any) -> dict[str, Any]:
         """Switch the index to another vector store in place, from its raw vectors: nothing is embedded again.
@@ -347,6 +351,16 @@ class Library:
         """Catalog rows by id (ids without a row are left out)."""
         _, catalog = self._require_index()
         return catalog.get_many(ids)
+
+    def browse(
+        self, filters: dict[str, Any] | None = None, sort: str = "added", offset: int = 0, limit: int = 100
+    ) -> list[Item]:
+        """Indexed images without a query, newest first: `sort` "taken" (by date taken) or "added"; `filters` as a
+        query spec's (folder, dates, ...)."""
+        from pixquery.query.filters import compile_filters
+
+        _, catalog = self._require_index()
+        return catalog.browse(compile_filters(filters), sort, offset, limit)
 
     def folders(self, limit: int | None = None) -> list[tuple[str, int]]:
         """(folder, number of indexed images) for every folder holding some, most populated first."""
@@ -487,6 +501,22 @@ class Library:
         from pixquery.organize.dedup import find_duplicates
 
         return find_duplicates(self.view(), progress=progress, **options)
+
+
+def composition_methods() -> list[str]:
+    """Names of the methods that compose an image and a text (`QuerySpec.method`, besides "auto")."""
+    from pixquery.query.compose import METHODS
+
+    return list(METHODS)
+
+
+def covering_roots(folders: Iterable[str]) -> list[str]:
+    """The fewest folders that hold all of `folders`: those no other listed folder contains."""
+    roots: list[str] = []
+    for folder in sorted(set(folders)):  # sorted, so a parent always comes before its children
+        if not is_under(folder, roots):
+            roots.append(folder)
+    return roots
 
 
 def _check_same_model(built: str, asked: str, directory: Path) -> None:

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from pixquery.layout import IndexLayout
 from pixquery.models.base import Encoder
 from pixquery.store.base import VectorStore
 from pixquery.store.catalog import Catalog, FileRow
-from pixquery.store.layout import IndexLayout
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from pixquery.errors import QueryError
+from pixquery.errors import NotFoundError, QueryError
 from pixquery.media.decode import ImageDecodeError, open_image
 from pixquery.models.base import Encoder
 from pixquery.query import negatives as neg
@@ -104,7 +104,7 @@ def embed_images(items: list[WeightedImage], ctx: SearchContext) -> np.ndarray:
             try:
                 vectors.append(ctx.store.get(np.array([item.catalog_id]))[0])
             except KeyError:
-                raise QueryError(f"no indexed image has id {item.catalog_id}") from None
+                raise NotFoundError(f"no indexed image has id {item.catalog_id}") from None
             continue
         try:
             image = item.image if item.image is not None else open_image(item.path)

@@ -31,9 +31,10 @@ from urllib.parse import unquote
 from fastapi import Depends, FastAPI, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
 
 import pixquery
+from pixquery.api import composition_methods
 from pixquery.server.guards import install_errors, install_guards
 from pixquery.server.limits import ApiError, Limits, RateLimiter
 from pixquery.server.params import MAX_ID, SearchParams, SimilarParams, read_multipart, upload_spec
@@ -150,7 +151,7 @@ def create_app(
             "max_upload_megapixels": limits.max_upload_megapixels,
             "max_query_chars": limits.max_query_chars,
         }
-        data["methods"] = _methods()
+        data["methods"] = ["auto", *composition_methods()]
         return data
 
     @app.get("/api/folders", tags=["server"], dependencies=api)
@@ -202,15 +203,22 @@ def create_app(
         path = service.thumbnail(file_id)
         return FileResponse(path, media_type="image/jpeg", headers=_cache_headers(path, v))
 
-    @app.get("/api/image/{file_id}", tags=["images"], dependencies=media, response_class=FileResponse)
-    def image(file_id: FileId, v: str | None = None, download: bool = False) -> FileResponse:
+    @app.get("/api/image/{file_id}", tags=["images"], dependencies=media, response_class=StreamingResponse)
+    def image(file_id: FileId, v: str | None = None, download: bool = False) -> Response:
         """The original file (`download=true`: as an attachment), or a JPEG rendition for formats browsers
-        cannot display (TIFF, HEIC, PNM, JPEG 2000)."""
-        path, media_type, row = service.original(file_id, download)
-        headers = {"Cache-Control": CACHE_FOREVER if v and v == cache_key(row) else "no-cache"}
-        filename = Path(row.path).name if download else None
-        return FileResponse(path, media_type=media_type, headers=headers, filename=filename,
-                            content_disposition_type="attachment" if download else "inline")
+        cannot display (TIFF, HEIC, PNM, JPEG 2000). Only ever the very file indexed: a file changed or swapped
+        since indexing answers 409, one gone 404."""
+        rendition = None if download else service.rendition(file_id)
+        if rendition is not None:
+            path, row = rendition
+            headers = {"Cache-Control": CACHE_FOREVER if v and v == cache_key(row) else "no-cache"}
+            return FileResponse(path, media_type="image/jpeg", headers=headers)
+        chunks, media_type, row = service.original(file_id, download)
+        headers = {"Cache-Control": CACHE_FOREVER if v and v == cache_key(row) else "no-cache",
+                   "Content-Length": str(row.size)}
+        if download:
+            headers["Content-Disposition"] = content_disposition(Path(row.path).name)
+        return StreamingResponse(chunks, media_type=media_type, headers=headers)
 
     @app.post("/api/reindex", tags=["server"], dependencies=api, status_code=202)
     def reindex_start() -> dict[str, Any]:
@@ -225,12 +233,6 @@ def create_app(
     return app
 
 
-# --- request parameters -------------------------------------------------------------------------------------
-
-
-# --- plumbing -----------------------------------------------------------------------------------------------
-
-
 def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
@@ -239,13 +241,12 @@ def _static(name: str) -> bytes:
     return resources.files("pixquery.server").joinpath("static", name).read_bytes()
 
 
-def _methods() -> list[str]:
-    """Composition methods the engine knows (for the page's method menu)."""
-    try:
-        from pixquery.query.compose import METHODS
-    except ImportError:
-        return ["auto"]
-    return ["auto", *METHODS]
+def content_disposition(name: str) -> str:
+    """An attachment header for any file name: an ASCII fallback and the exact name RFC 5987-encoded."""
+    from urllib.parse import quote
+
+    fallback = "".join(ch if 32 <= ord(ch) < 127 and ch not in '"\\' else "_" for ch in name) or "image"
+    return f"attachment; filename=\"{fallback}\"; filename*=utf-8''{quote(name.encode('utf-8', 'surrogateescape'))}"
 
 
 def _cache_headers(path: Path, version: str | None) -> dict[str, str]:

@@ -19,23 +19,23 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-BEACON_FILE = "server.json"
+from pixquery.fsutil import atomic_write_json
+from pixquery.layout import IndexLayout
+
 ASK_TIMEOUT_S = 5.0
 DISABLE_ENV = "PIXQUERY_NO_SERVER"
 
 
 def write_beacon(index_dir: str | Path, url: str, token_required: bool) -> Path:
     """Announce a server for `index_dir` (atomically: a reader never sees half a file)."""
-    path = Path(index_dir) / BEACON_FILE
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"url": url, "pid": os.getpid(), "token_required": token_required}), encoding="utf-8")
-    os.replace(tmp, path)
+    path = IndexLayout(Path(index_dir)).beacon
+    atomic_write_json(path, {"url": url, "pid": os.getpid(), "token_required": token_required}, durable=False)
     return path
 
 
 def remove_beacon(index_dir: str | Path) -> None:
     """Withdraw this process's beacon (a beacon another live server wrote since is left alone)."""
-    path = Path(index_dir) / BEACON_FILE
+    path = IndexLayout(Path(index_dir)).beacon
     try:
         if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
             path.unlink()
@@ -58,7 +58,7 @@ def live_server(index_dir: str | Path) -> str | None:
     if os.environ.get(DISABLE_ENV):
         return None
     try:
-        data = json.loads((Path(index_dir) / BEACON_FILE).read_text(encoding="utf-8"))
+        data = json.loads(IndexLayout(Path(index_dir)).beacon.read_text(encoding="utf-8"))
         url, pid = str(data["url"]), int(data["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pixquery.errors import PixqueryError, QueryError
+from pixquery.errors import NotFoundError, PixqueryError, QueryError
 from pixquery.server.limits import ApiError, BodySizeLimit, Limits
 from pixquery.server.queries import query_error
 
@@ -38,9 +38,11 @@ def install_errors(app: FastAPI) -> None:
     @app.exception_handler(QueryError)
     async def bad_query(_: Request, exc: QueryError) -> JSONResponse:
         error = query_error(exc)
-        if "no indexed image has id" in str(exc):
-            error = ApiError(404, "not_found", str(exc), "like")
         return JSONResponse(error.body(), status_code=error.status)
+
+    @app.exception_handler(NotFoundError)
+    async def not_found(_: Request, exc: NotFoundError) -> JSONResponse:
+        return JSONResponse({"error": "not_found", "detail": str(exc)}, status_code=404)
 
     @app.exception_handler(PixqueryError)
     async def index_error(_: Request, exc: PixqueryError) -> JSONResponse:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import Query, Request
 from PIL import Image
 
-from pixquery.query.spec import QuerySpec
+from pixquery.api import QuerySpec
 from pixquery.server.limits import ApiError, BodyTooLarge, Limits
 from pixquery.server.queries import SearchForm, decode_upload, spec_from_form
 
@@ -133,5 +133,5 @@ async def read_multipart(request: Request, limits: Limits) -> tuple[SearchForm, 
 
 def upload_spec(form: SearchForm, upload: Upload | None, limits: Limits) -> QuerySpec:
     """Decode the upload (413/422 on a bad one) and build the spec; runs in a worker thread."""
-    image: Image.Image | None = decode_upload(upload[0], upload[1], limits) if upload is not None else None
+    image: Image.Image | None = decode_upload(upload[0], limits) if upload is not None else None
     return spec_from_form(form, limits, upload=image)

@@ -49,9 +49,7 @@ class LibraryPool:
         with self._lock:
             if len(self._views) >= self.size:
                 return None
-            # The constructor, not open(): open() would compare the encoder's resolved name ("conse:lite0") with
-            # the name the index recorded ("conse") and refuse; the model is the index's own, so no check is due.
-            view = Library(self.first.path, None, "flat", self.first.encoder)
+            view = self.first.view_for_thread()
             self._views.append(view)
             return view
 

@@ -7,61 +7,28 @@ any file it can. Every error is an `ApiError` naming the field.
 from __future__ import annotations
 
 import io
-import os
-import re
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
 
-from pixquery.errors import QueryError
-from pixquery.media.decode import ImageDecodeError, open_image
-from pixquery.query.filters import compile_filters
+from pixquery.api import Library
+from pixquery.errors import PixqueryError, QueryError
 from pixquery.query.jsonspec import spec_from_dict
 from pixquery.query.spec import QuerySpec, WeightedImage, WeightedText
 from pixquery.server.limits import ApiError, Limits, check_k, check_text
 
-_FIELD_PREFIX = re.compile(r"^([A-Za-z_]+(?:\[\d+\])?(?:\.[A-Za-z_]+(?:\[\d+\])?)*): ")
-FORM_FILTERS = {"folder": "folder", "taken_from": "date_from", "taken_to": "date_to", "ext": "ext"}
-"""Filter keys of a simple search and the form fields they come from."""
-_FILTER_KEY = re.compile(r"filter '(\w+)'")
-# Messages of QuerySpec.validate() that do not start with "field: ", by how they start, and the field they are about.
-_FIELD_HINTS = (
-    ("empty query", "q"),
-    ("a query text", "q"),
-    ("a weight", "weight"),
-    ("k must", "k"),
-    ("sort must", "sort"),
-    ("negative_mode", "negative_mode"),
-    ("unknown method", "method"),
-    ("method ", "params"),
-    ("parameter ", "params"),
-    ("unknown filter", "filters"),
-    ("cutoff", "cutoff"),
-    ("unknown cutoff", "cutoff"),
-    ("rerank", "rerank"),
-    ("unknown rerank", "rerank"),
-    ("no indexed image", "images"),
-    ("cannot read the date", "filters"),
-)
+FORM_FIELDS = {"texts": "q", "filters.folder": "folder", "filters.taken_from": "date_from",
+               "filters.taken_to": "date_to", "filters.ext": "ext", "negative_texts": "not"}
+"""Spec fields that a simple search's form fields fill (so an error names the field the client sent)."""
 
 
-def field_of(message: str) -> str | None:
-    """The request field a `QueryError` message is about, when it can be told."""
-    match = _FIELD_PREFIX.match(message)
-    if match:
-        return match.group(1)
-    match = _FILTER_KEY.search(message)
-    if match:
-        return f"filters.{match.group(1)}"
-    lowered = message.lower()
-    return next((name for start, name in _FIELD_HINTS if lowered.startswith(start)), None)
-
-
-def query_error(exc: QueryError) -> ApiError:
-    """A `QueryError` as a 422 naming its field."""
-    return ApiError(422, "invalid_query", str(exc), field_of(str(exc)))
+def query_error(exc: QueryError, form: bool = False) -> ApiError:
+    """A `QueryError` as a 422 naming its field (the form's name for it, for a form request)."""
+    name = exc.field
+    if form and name is not None:
+        name = FORM_FIELDS.get(name, name)
+    return ApiError(422, "invalid_query", str(exc), name)
 
 
 @dataclass
@@ -123,12 +90,7 @@ def spec_from_form(form: SearchForm, limits: Limits, upload: Image.Image | None 
         "ext": form.ext or None,
     }
     spec.filters = {k: v for k, v in filters.items() if v is not None}
-    for key, value in spec.filters.items():
-        try:  # one filter at a time, so the error names the form field (a date message does not say which date)
-            compile_filters({key: value})
-        except QueryError as exc:
-            raise ApiError(422, "invalid_query", str(exc), FORM_FILTERS[key]) from None
-    return validated(spec)
+    return validated(spec, form=True)
 
 
 def spec_from_json(data: Any, limits: Limits) -> tuple[QuerySpec, int]:
@@ -166,15 +128,15 @@ def spec_from_json(data: Any, limits: Limits) -> tuple[QuerySpec, int]:
     return validated(spec), offset
 
 
-def validated(spec: QuerySpec) -> QuerySpec:
+def validated(spec: QuerySpec, form: bool = False) -> QuerySpec:
     """`spec.validate()` with its `QueryError` turned into a 422 naming the field."""
     try:
         return spec.validate()
     except QueryError as exc:
-        raise query_error(exc) from None
+        raise query_error(exc, form) from None
 
 
-def decode_upload(data: bytes, filename: str | None, limits: Limits) -> Image.Image:
+def decode_upload(data: bytes, limits: Limits) -> Image.Image:
     """Decode an uploaded query image: 413 above the pixel limit, 422 if it is not a readable image."""
     if not data:
         raise ApiError(422, "invalid_image", "the uploaded image is empty", "image")
@@ -193,13 +155,7 @@ def decode_upload(data: bytes, filename: str | None, limits: Limits) -> Image.Im
             f"the uploaded image is {megapixels:.1f} MP; the limit is {limits.max_upload_megapixels:g} MP",
             "image",
         )
-    # Only the extension of the client's file name is used (it tells the decoder about HEIC), and only safe characters.
-    suffix = re.sub(r"[^A-Za-z0-9.]", "", os.path.splitext(filename or "")[1])[:10] or ".img"
-    # open_image reads files (it needs a path for HEIC detection and EXIF handling), so the bytes go to a temp file.
-    with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
-        tmp.write(data)
-        tmp.flush()
-        try:
-            return open_image(tmp.name, max_megapixels=limits.max_upload_megapixels)
-        except ImageDecodeError as exc:
-            raise ApiError(422, "invalid_image", f"cannot read the uploaded image: {exc}", "image") from None
+    try:
+        return Library.decode_image(data, max_megapixels=limits.max_upload_megapixels)
+    except PixqueryError as exc:
+        raise ApiError(422, "invalid_image", f"cannot read the uploaded image: {exc}", "image") from None

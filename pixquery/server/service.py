@@ -1,31 +1,30 @@
-"""What the HTTP layer asks of an index: searches, rows, thumbnails, statistics, re-indexing; all through the facade.
+"""What the HTTP layer asks of an index: searches, items, files, thumbnails, statistics, re-indexing.
 
-Searches (and anything else touching the vectors) borrow a `Library` view from a small pool (`pool.py`); catalog
-reads for items and thumbnails use the first view's catalog from any thread (SQLite in WAL mode, a serialized
-connection, reads only).
+Everything goes through the facade (`pixquery.api.Library`). Searches borrow a `Library` view from a small pool
+(`pool.py`); item, thumbnail and file requests use the first view from any thread (SQLite in WAL mode, a
+serialized connection, reads only). Facade errors become HTTP errors here and only here.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pixquery.errors import IndexFormatError
-from pixquery.media.decode import ImageDecodeError
-from pixquery.query.engine import Hit
-from pixquery.query.spec import QuerySpec
-from pixquery.server.jobs import ReindexJob, covering_roots
+from pixquery.api import Hit, Item, QuerySpec
+from pixquery.errors import IndexFormatError, NotFoundError, PixqueryError, StaleFileError
+from pixquery.server.jobs import ReindexJob
 from pixquery.server.limits import ApiError
 from pixquery.server.pool import LibraryPool
 from pixquery.server.thumbs import BROWSER_FORMATS, ThumbCache, ThumbWarmer, cache_key
-from pixquery.store.catalog import FileRow
 
 STATUS_TTL_S = 2.0
 """`Library.info()` walks the index folder (thumbnails included); a status poll every second must not redo it."""
 MAX_FOLDERS = 500
+STREAM_CHUNK = 256 * 1024
 
 
 class IndexService:
@@ -39,16 +38,15 @@ class IndexService:
         search_threads: int | None = None,
     ) -> None:
         self.pool = LibraryPool(library_path, size=search_threads or min(4, os.cpu_count() or 1))
-        library = self.pool.first
-        if not library.exists or library.catalog is None:
+        self.library = self.pool.first
+        if not self.library.exists:
             raise IndexFormatError(
-                f"no index at {library.path}: build one first with `pixquery index FOLDER --index "
-                f"{library.path} --model MODEL`"
+                f"no index at {self.library.path}: build one first with `pixquery index FOLDER --index "
+                f"{self.library.path} --model MODEL`"
             )
-        self.catalog = library.catalog
-        self.thumbs = ThumbCache(library.path)
-        self.warmer = ThumbWarmer(self.thumbs, self.catalog, warm_thumbs)
-        self.job = ReindexJob(library.path)
+        self.thumbs = ThumbCache(self.library.layout.thumbs, self._read)
+        self.warmer = ThumbWarmer(self.thumbs, self.library, warm_thumbs)
+        self.job = ReindexJob(self.library.path)
         self._roots = list(roots) if roots else None
         self._status: tuple[float, tuple[Any, ...], dict[str, Any]] | None = None
         self._folders: tuple[str | None, list[dict[str, Any]]] | None = None
@@ -77,8 +75,9 @@ class IndexService:
             spec.k += 1  # the query image itself is dropped from "more like this"
         start = time.perf_counter()
         with self.pool.borrow() as library:
-            hits = library.search(spec=spec)
+            outcome = library.query(spec)
         took = (time.perf_counter() - start) * 1000
+        hits = outcome.hits
         if exclude is not None:
             hits = [h for h in hits if h.id != exclude][: spec.k - 1]
         page = hits[offset : offset + page_k]
@@ -92,51 +91,61 @@ class IndexService:
             "method": spec.method,
             "params": dict(spec.params),
             "cutoff": spec.cutoff,
+            "matches": outcome.matches,
         }
 
+    def browse(self, filters: dict[str, Any], sort: str, offset: int, k: int) -> dict[str, Any]:
+        """Indexed images without a query, newest first (by date taken or by when they were added)."""
+        rows = self.library.browse(filters, "taken" if sort == "date" else "added", offset, k + 1)
+        page = rows[:k]
+        return {"results": [item_json(row) for row in page], "offset": offset, "k": k, "count": len(page),
+                "more": len(rows) > k}
+
     # --- items --------------------------------------------------------------------------------------------
-    def row(self, file_id: int) -> FileRow:
+    def row(self, file_id: int) -> Item:
         """The catalog row of an indexed file, or a 404."""
-        row = self.catalog.get(file_id)
-        if row is None or row.status != "indexed":
-            raise ApiError(404, "not_found", f"no indexed image has id {file_id}", "id")
-        return row
+        try:
+            return self.library.item(file_id)
+        except NotFoundError as exc:
+            raise ApiError(404, "not_found", str(exc), "id") from None
+
+    def _read(self, file_id: int, size: int) -> Any:
+        return self.library.read_image(file_id, size)
 
     def thumbnail(self, file_id: int) -> Path:
         """The cached thumbnail of an indexed file (made on first request)."""
-        row = self.row(file_id)
-        try:
-            return self.thumbs.get(row)
-        except ImageDecodeError as exc:
-            raise ApiError(404, "unreadable", f"the image cannot be read any more: {exc}", "id") from None
+        with _file_errors(file_id):
+            return self.thumbs.get(self.row(file_id))
 
-    def original(self, file_id: int, download: bool) -> tuple[Path, str, FileRow]:
-        """(file to send, media type, row): the original, or a JPEG rendition when a browser cannot show it.
+    def rendition(self, file_id: int) -> tuple[Path, Item] | None:
+        """A JPEG rendition for the viewer when browsers cannot show the original's format, else None."""
+        row = self.row(file_id)
+        with _file_errors(file_id):
+            path = self.thumbs.display(row)
+        return None if path is None else (path, row)
+
+    def original(self, file_id: int, download: bool) -> tuple[Iterator[bytes], str, Item]:
+        """(bytes of the original, media type, row), checked to be the file indexed before anything is sent.
 
         The media type comes from the decoder's verdict on the content, never from the file name, so no file is
         ever sent as something a browser would run (HTML, SVG); a download is plain bytes.
         """
-        row = self.row(file_id)
-        if not download:
-            try:
-                rendition = self.thumbs.display(row)
-            except ImageDecodeError as exc:
-                raise ApiError(404, "unreadable", f"the image cannot be read any more: {exc}", "id") from None
-            if rendition is not None:
-                return rendition, "image/jpeg", row
-        path = Path(row.path)
-        if not path.is_file():
-            raise ApiError(404, "missing", "the original file is no longer on disk", "id")
-        media_type = "application/octet-stream" if download else BROWSER_FORMATS[(row.format or "").upper()]
-        return path, media_type, row
+        stack = contextlib.ExitStack()
+        with _file_errors(file_id):
+            handle, row = stack.enter_context(self.library.open_file(file_id))
+
+        def chunks() -> Iterator[bytes]:
+            with stack:
+                while chunk := handle.read(STREAM_CHUNK):
+                    yield chunk
+
+        media_type = "application/octet-stream" if download else BROWSER_FORMATS.get((row.format or "").upper(),
+                                                                                      "application/octet-stream")
+        return chunks(), media_type, row
 
     def item(self, file_id: int) -> dict[str, Any]:
         """Everything the viewer shows about one file."""
-        row = self.row(file_id)
-        data = {k: v for k, v in row.to_dict().items() if k not in ("mtime_ns", "content_hash", "error", "status")}
-        data.update(urls(row))
-        data["name"] = os.path.basename(row.path)
-        return data
+        return item_json(self.row(file_id), detail=True)
 
     # --- index --------------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -144,7 +153,7 @@ class IndexService:
         now = time.monotonic()
         job = self.job.status()
         # Recomputed at most every STATUS_TTL_S, and at once when an indexer commits or the job changes state.
-        key = (self.catalog.get_meta("last_indexed_at"), job["state"], job["finished_at"])
+        key = (self.library.meta("last_indexed_at"), job["state"], job["finished_at"])
         if self._status is None or self._status[1] != key or now - self._status[0] > STATUS_TTL_S:
             with self.pool.borrow() as library:
                 info = library.info()
@@ -154,36 +163,22 @@ class IndexService:
             self._status = (now, key, public)
         index = dict(self._status[2])
         if job["running"]:  # live progress: the catalog counts move as the indexer commits each batch
-            counts = self.catalog.counts()
+            counts = self.library.counts()
             index.update(indexed=counts["indexed"], pending=counts["pending"], files=sum(counts.values()))
         thumbs = {"made": self.warmer.made, "done": self.warmer.done}
         return {"index": index, "reindex": job, "thumbnails": thumbs}
 
     def folders(self) -> list[dict[str, Any]]:
         """Folders holding indexed files with their counts (for the folder filter), most populated first."""
-        stamp = self.catalog.get_meta("last_indexed_at")
+        stamp = self.library.meta("last_indexed_at")
         if self._folders is None or self._folders[0] != stamp:
-            counts: dict[str, int] = {}
-            for row in self.catalog.all_files():
-                if row.status == "indexed":
-                    counts[row.folder] = counts.get(row.folder, 0) + 1
-            ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_FOLDERS]
+            ranked = self.library.folders(MAX_FOLDERS)
             self._folders = (stamp, [{"folder": f, "count": n} for f, n in ranked])
         return self._folders[1]
 
     def roots(self) -> list[str]:
-        """The folders a re-index looks at: given to the server, recorded by the indexer, or derived."""
-        if self._roots:
-            return self._roots
-        recorded = self.catalog.get_meta("roots")
-        if recorded:
-            try:
-                roots = json.loads(recorded)
-                if isinstance(roots, list) and all(isinstance(r, str) for r in roots):
-                    return roots
-            except json.JSONDecodeError:
-                pass
-        return covering_roots(self.catalog.all_files())
+        """The folders a re-index looks at: given to the server, else those the index covers."""
+        return self._roots or self.library.roots()
 
     def start_reindex(self) -> dict[str, Any]:
         roots = self.roots()
@@ -200,10 +195,37 @@ class IndexService:
         return self.job.status()
 
 
-def urls(row: FileRow) -> dict[str, str]:
+@contextlib.contextmanager
+def _file_errors(file_id: int) -> Iterator[None]:
+    """The facade's file errors as HTTP errors: gone or outside the roots 404, changed since indexing 409,
+    unreadable 404 (with the reason and a hint to re-index)."""
+    try:
+        yield
+    except StaleFileError as exc:
+        raise ApiError(409, "changed", f"{exc}", "id") from None
+    except NotFoundError as exc:
+        raise ApiError(404, "missing", f"{exc}; re-index to update the index", "id") from None
+    except PixqueryError as exc:
+        raise ApiError(404, "unreadable", f"image {file_id} cannot be read any more: {exc}", "id") from None
+
+
+def urls(row: Item) -> dict[str, str]:
     """Thumbnail and image URLs of a row; the version parameter lets browsers cache them for good."""
     version = cache_key(row)
     return {"thumb": f"/api/thumb/{row.id}?v={version}", "image": f"/api/image/{row.id}?v={version}"}
+
+
+def item_json(row: Item, detail: bool = False) -> dict[str, Any]:
+    """An indexed image for the API: id, name, folder, metadata and media URLs (`detail`: every catalog field
+    a viewer shows)."""
+    data: dict[str, Any] = {"id": row.id, "path": row.path, **row.metadata()}
+    if detail:
+        hidden = ("mtime_ns", "content_hash", "error", "status", "device", "inode")
+        data.update({k: v for k, v in row.to_dict().items() if k not in hidden})
+    data["name"] = os.path.basename(row.path)
+    data["folder"] = row.folder
+    data.update(urls(row))
+    return data
 
 
 def hit_json(hit: Hit) -> dict[str, Any]:

@@ -1,21 +1,22 @@
 """Thumbnails and browser-friendly renditions of indexed images, cached on disk under the index's `thumbs/`.
 
 Files are named by catalog id and content hash, so a changed photo gets a fresh thumbnail and a URL carrying the
-hash can be cached by the browser forever. Paths always come from the catalog, never from a request.
+hash can be cached by the browser forever. Images are read by id through the facade (`Library.read_image`), which
+checks that the file is still the one indexed; no request ever names a path.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
 
-from pixquery.media.decode import open_image
-from pixquery.store.catalog import Catalog, FileRow
+from pixquery.api import Item, Library
+from pixquery.fsutil import atomic_file
 
 THUMB_SIZE = 400
 """Longest side of a grid thumbnail: sharp on a 2x screen at the grid's ~200 px cells."""
@@ -29,7 +30,11 @@ BROWSER_FORMATS = {
 _STRIPES = 64
 
 
-def cache_key(row: FileRow) -> str:
+Reader = Callable[[int, int], Image.Image]
+"""read(file_id, size): the indexed image decoded near `size` (raises a PixqueryError when it cannot)."""
+
+
+def cache_key(row: Item) -> str:
     """The version part of a cached file name and of its URL: changes whenever the file's content does."""
     return row.content_hash[:12]
 
@@ -37,19 +42,20 @@ def cache_key(row: FileRow) -> str:
 class ThumbCache:
     """Makes and remembers downscaled JPEG renditions of catalog rows."""
 
-    def __init__(self, index_dir: Path, max_megapixels: float | None = 100.0, quality: int = 82) -> None:
-        self.root = Path(index_dir) / "thumbs"
-        self.max_megapixels = max_megapixels
+    def __init__(self, root: Path, read: Reader, quality: int = 82) -> None:
+        self.root = Path(root)
+        self.read = read
         self.quality = quality
         # Striped locks: two requests for one thumbnail decode it once, unrelated thumbnails run in parallel.
         self._locks = [threading.Lock() for _ in range(_STRIPES)]
 
-    def path_for(self, row: FileRow, size: int) -> Path:
+    def path_for(self, row: Item, size: int) -> Path:
         """Where the rendition of `row` at `size` lives (sharded so no folder grows to 100k entries)."""
         return self.root / str(size) / f"{row.id % 256:02x}" / f"{row.id}-{cache_key(row)}.jpg"
 
-    def get(self, row: FileRow, size: int = THUMB_SIZE) -> Path:
-        """The cached rendition's path, made now if missing. Raises `ImageDecodeError` if the original is unreadable."""
+    def get(self, row: Item, size: int = THUMB_SIZE) -> Path:
+        """The cached rendition's path, made now if missing; raises the reader's error when the original cannot be
+        read (gone, changed since indexing, corrupt)."""
         path = self.path_for(row, size)
         if path.exists():
             return path
@@ -59,24 +65,18 @@ class ThumbCache:
             self._make(row, size, path)
         return path
 
-    def _make(self, row: FileRow, size: int, path: Path) -> None:
-        # open_image applies the EXIF orientation and, for JPEG, decodes at a reduced DCT scale near `size`.
-        image = open_image(row.path, self.max_megapixels, target_size=size)
+    def _make(self, row: Item, size: int, path: Path) -> None:
+        # The reader applies the EXIF orientation and, for JPEG, decodes at a reduced DCT scale near `size`.
+        image = self.read(row.id, size)
         image.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=2.0)
         path.parent.mkdir(parents=True, exist_ok=True)
         for stale in path.parent.glob(f"{row.id}-*.jpg"):
             stale.unlink(missing_ok=True)  # an older version of this file
-        # Write then rename, so a reader never sees half a JPEG and a crash leaves no broken cache entry.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                image.save(f, "JPEG", quality=self.quality, optimize=True, progressive=size > THUMB_SIZE)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # Written beside and renamed, so a reader never sees half a JPEG and a crash leaves no broken cache entry.
+        with atomic_file(path, durable=False) as handle:
+            image.save(handle, "JPEG", quality=self.quality, optimize=True, progressive=size > THUMB_SIZE)
 
-    def display(self, row: FileRow) -> Path | None:
+    def display(self, row: Item) -> Path | None:
         """A rendition the viewer can show, or None when the original is already a browser format."""
         if (row.format or "").upper() in BROWSER_FORMATS:
             return None
@@ -89,9 +89,9 @@ class ThumbWarmer:
     Done at start and again whenever the index changes, so the grid's first paint rarely waits for a decode.
     """
 
-    def __init__(self, cache: ThumbCache, catalog: Catalog, limit: int, recheck_s: float = 30.0) -> None:
+    def __init__(self, cache: ThumbCache, library: Library, limit: int, recheck_s: float = 30.0) -> None:
         self.cache = cache
-        self.catalog = catalog
+        self.library = library
         self.limit = max(0, int(limit))
         self.recheck_s = recheck_s
         self.made = 0
@@ -116,7 +116,7 @@ class ThumbWarmer:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 15)
         seen = object()
         while not self._stop.is_set():
-            stamp = self.catalog.get_meta("last_indexed_at")
+            stamp = self.library.meta("last_indexed_at")
             if stamp != seen:
                 seen = stamp
                 self._pass()
@@ -124,13 +124,11 @@ class ThumbWarmer:
             self._stop.wait(self.recheck_s)
 
     def _pass(self) -> None:
-        # Ids are read in one query (no cursor held open across the pass, which would pin the WAL).
-        ids = self.catalog.ids_with_status("indexed")[::-1][: self.limit]
-        for file_id in ids:
+        # Rows are read in one query (no cursor held open across the pass, which would pin the WAL).
+        for row in self.library.browse(sort="added", limit=self.limit):
             if self._stop.is_set():
                 return
-            row = self.catalog.get(file_id)
-            if row is None or self.cache.path_for(row, THUMB_SIZE).exists():
+            if self.cache.path_for(row, THUMB_SIZE).exists():
                 continue
             try:
                 self.cache.get(row)

@@ -193,6 +193,16 @@ class Catalog:
         sql = f"SELECT id FROM files WHERE status = 'indexed' AND ({clause}) ORDER BY id"
         return [r[0] for r in self.db.execute(sql, params)]
 
+    def browse(self, where: Filter, order: str = "added", offset: int = 0, limit: int = 100) -> list[FileRow]:
+        """Indexed files matching `where`, newest first: by date taken (`order="taken"`, undated last) or by when
+        they were added (`order="added"`), a page at a time."""
+        clause, params = where.sql()
+        orders = {"taken": "taken_at IS NULL, taken_at DESC, id DESC", "added": "id DESC"}
+        if order not in orders:
+            raise ValueError(f"order must be one of {', '.join(orders)}")
+        sql = f"SELECT * FROM files WHERE status = 'indexed' AND ({clause}) ORDER BY {orders[order]} LIMIT ? OFFSET ?"
+        return self._rows(sql, (*params, int(limit), int(offset)))
+
     def folders(self, limit: int | None = None) -> list[tuple[str, int]]:
         """(folder, number of indexed files) for every folder holding some, most populated first."""
         sql = "SELECT folder, COUNT(*) AS n FROM files WHERE status = 'indexed' GROUP BY folder ORDER BY n DESC, folder"

@@ -9,7 +9,7 @@ from typing import Any
 
 from pixquery.errors import IndexFormatError
 from pixquery.fsutil import atomic_write_json
-from pixquery.store.layout import IndexLayout
+from pixquery.layout import IndexLayout
 
 FORMAT_VERSION = 1
 

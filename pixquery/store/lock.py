@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from pixquery.errors import IndexLockedError
-from pixquery.store.layout import IndexLayout
+from pixquery.layout import IndexLayout
 
 
 class IndexLock:
