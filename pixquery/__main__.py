@@ -1,3 +1,3 @@
-from pixquery.quick import main
+from pixquery.cli.main import main
 
 main()

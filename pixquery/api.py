@@ -52,7 +52,7 @@ Item = FileRow
 """One indexed file as the catalog knows it (path, size, status, metadata); what `Library.item` returns."""
 
 __all__ = ["DEFAULT_MODEL", "Hit", "IndexReport", "Item", "Library", "QueryOutcome", "QuerySpec",
-           "composition_methods", "covering_roots"]
+           "composition_methods", "covering_roots", "export_model"]
 
 
 @dataclass
@@ -70,6 +70,7 @@ class IndexReport:
             "moved": self.sync.moved,
             "deleted": self.sync.deleted,
             "unchanged": self.sync.unchanged,
+            "resumed": self.sync.resumed,
             "embedded": self.embed.embedded,
             "failed": self.embed.failed,
             "seconds": round(self.embed.seconds, 3),
@@ -178,6 +179,11 @@ class Library:
             self._encoder = load_encoder(self.model, precision=precision)
         return self._encoder
 
+    @property
+    def meaningless(self) -> bool:
+        """True when the loaded model has random weights (its results mean nothing); False before it is loaded."""
+        return self._encoder is not None and self._encoder.meaningless
+
     def _require_index(self) -> tuple[IndexConfig, Catalog]:
         if self.config is None or self.catalog is None:
             raise IndexFormatError(
@@ -221,7 +227,8 @@ class Library:
         missing = [str(p) for p in paths if not os.path.lexists(os.path.expanduser(p))]
         if missing:
             raise NotFoundError(f"no such file or folder: {', '.join(missing)}")
-        encoder = self.encoder  # a bad model spec fails here, before an index folder exists
+        if self.config is None:
+            encoder = self.encoder  # a bad model spec fails here, before an index folder exists
         self.path.mkdir(parents=True, exist_ok=True)
         with IndexLock(self.path):
             if self.config is None:
@@ -508,6 +515,14 @@ def composition_methods() -> list[str]:
     from pixquery.query.compose import METHODS
 
     return list(METHODS)
+
+
+def export_model(spec: str, out_dir: str | Path) -> Path:
+    """Export a torch-backed model's towers to ONNX in the immich layout (needs pixquery[torch]); returns the
+    directory, loadable as `onnx:DIR`."""
+    from pixquery.models.export import export_onnx
+
+    return Path(export_onnx(spec, Path(out_dir)))
 
 
 def covering_roots(folders: Iterable[str]) -> list[str]:

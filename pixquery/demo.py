@@ -17,16 +17,16 @@ from typing import Any
 import numpy as np
 
 from pixquery.api import Library
-from pixquery.models.base import ModelError
+from pixquery.errors import PixqueryError
 from pixquery.query.spec import QuerySpec, WeightedImage, WeightedText
 
 DEMO_PHOTOS = Path(__file__).parent / "data" / "demo_photos"
 
 
 def default_demo_dir() -> Path:
-    from platformdirs import user_cache_dir
+    from pixquery.paths import cache_dir
 
-    return Path(user_cache_dir("pixquery")) / "demo"
+    return cache_dir("demo")
 
 
 @dataclass
@@ -132,10 +132,9 @@ def run_demo(directory: Path | None = None, n: int = 2000, photos: bool = True, 
     console.print(f"[bold]pixquery demo[/] — working in {directory} (offline; re-running reuses it)\n")
     out: dict[str, str] = {}
     try:
-        from pixquery.models.registry import load_encoder
-
-        mini_encoder = load_encoder(mini)
-    except ModelError as exc:
+        with Library.open(directory / "index-shapesworld", model=mini) as probe:
+            mini_encoder = probe.encoder
+    except PixqueryError as exc:
         console.print(f"[yellow]ShapesWorld part skipped:[/] {exc}\n"
                       "Train the model once (about 15 minutes on 2 cores), then run: "
                       "pixquery demo --mini mini:DIR\n")

@@ -7,6 +7,10 @@ class PixqueryError(Exception):
     """Base of every error pixquery raises on purpose (the CLI prints these without a traceback)."""
 
 
+class UsageError(PixqueryError):
+    """A command given in a way that cannot work (the command line exits with status 2)."""
+
+
 class IndexLockedError(PixqueryError):
     """Another process is indexing this index right now."""
 

@@ -38,6 +38,9 @@ class SyncReport:
     moved: int = 0
     deleted: int = 0
     unchanged: int = 0
+    """Files already indexed and not changed since."""
+    resumed: int = 0
+    """Files found by an earlier, interrupted run, not changed since, still waiting to be embedded."""
     skipped: list[Skipped] = field(default_factory=list)
 
 
@@ -136,7 +139,10 @@ class Indexer:
             row = known.get(path)
             same_file = row is not None and row.inode in (None, st.st_ino)
             if same_file and row.size == st.st_size and row.mtime_ns == st.st_mtime_ns:
-                report.unchanged += 1
+                if row.status == "pending":
+                    report.resumed += 1
+                else:
+                    report.unchanged += 1
             else:
                 candidates.append(path)
         hashes = self._hash_all(candidates, report)

@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,17 +31,19 @@ from typing import Any
 import numpy as np
 
 from pixquery.eval.datasets.base import DatasetFormatError
+from pixquery.fsutil import atomic_file
 from pixquery.media.decode import ImageDecodeError, open_image
 from pixquery.models.base import Encoder, l2_normalize
-from pixquery.query.embedcache import cache_dir, encoder_fingerprint
+from pixquery.paths import cache_dir
+from pixquery.progress import ProgressFn
+from pixquery.query.textbank import encoder_identity
 
 CACHE_VERSION = 1
-ProgressFn = Callable[[str, int, int], None]
 
 
 def eval_cache_root() -> Path:
     """Where evaluation embeddings live: ``<pixquery cache>/eval``."""
-    return cache_dir() / "eval"
+    return cache_dir("eval")
 
 
 def _safe(name: str) -> str:
@@ -84,21 +86,13 @@ def _list_hash(items: Iterable[Any]) -> str:
 
 
 def _save_atomic(path: Path, data: np.ndarray | str) -> None:
-    """Write an array (.npy) or a text through a temporary file, so a concurrent run reads the old file or
-    the whole new one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("wb") as handle:
-            if isinstance(data, np.ndarray):
-                np.save(handle, data)
-            else:
-                handle.write(data.encode("utf-8"))
-        os.replace(tmp, path)
-    except OSError:
-        # A read-only or full cache only means embedding again next time; the evaluation itself goes on.
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+    """Write an array (.npy) or a text atomically; a read-only or full cache only means embedding again next
+    time, the evaluation itself goes on."""
+    with contextlib.suppress(OSError), atomic_file(path, durable=False) as handle:
+        if isinstance(data, np.ndarray):
+            np.save(handle, data)
+        else:
+            handle.write(data.encode("utf-8"))
 
 
 @dataclass
@@ -141,8 +135,7 @@ def embed_image_files(
         DatasetFormatError naming the file when an image cannot be decoded: a benchmark with a missing
         image would give numbers nobody can compare.
     """
-    fast = all(hasattr(encoder, a) for a in ("preprocess", "encode_preprocessed", "image_size"))
-    size = getattr(encoder, "image_size", None)
+    size = encoder.decode_size
 
     def load(i: int) -> Any:
         try:
@@ -153,7 +146,7 @@ def embed_image_files(
         if boxes is not None:
             x1, y1, x2, y2 = (float(v) for v in boxes[i])
             image = image.crop((round(x1), round(y1), round(x2), round(y2)))
-        return encoder.preprocess(image) if fast else image
+        return encoder.preprocess(image)
 
     n = len(paths)
     out = np.zeros((n, encoder.dim), np.float32)
@@ -175,7 +168,7 @@ def embed_image_files(
         while queue:
             batch = [queue.popleft().result() for _ in range(min(batch_size, len(queue)))]
             refill()
-            vectors = encoder.encode_preprocessed(np.stack(batch)) if fast else encoder.encode_images(batch)
+            vectors = encoder.encode_preprocessed(np.stack(batch))
             out[done : done + len(batch)] = vectors
             calls += 1
             done += len(batch)
@@ -222,7 +215,7 @@ class EmbeddingCache:
         self.workers = workers or max(2, min(8, os.cpu_count() or 2))
         self.progress = progress
         self.stats = CacheStats()
-        self.model_key = f"{_safe(spec)}-{encoder_fingerprint(encoder)}"
+        self.model_key = f"{_safe(spec)}-{encoder_identity(encoder)}"
         self.directory = (root or eval_cache_root()) / self.model_key / data_hash[:24]
         self._images: dict[str, np.ndarray] = {}
         self._text_rows: dict[str, int] = {}
@@ -346,6 +339,6 @@ class EmbeddingCache:
         about = self.directory / "about.json"
         if about.is_file():
             return
-        info = {"model": self.spec, "encoder": getattr(self.encoder, "name", self.spec), "dim": self.encoder.dim,
+        info = {"model": self.spec, "encoder": self.encoder.name, "dim": self.encoder.dim,
                 "data_hash": self.data_hash, "cache_version": CACHE_VERSION}
         _save_atomic(about, json.dumps(info, indent=1))

@@ -144,8 +144,8 @@ def run_eval(
         "kind": the_task.kind,
         "created": created.isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - started, 3),
-        "model": {"spec": model, "name": getattr(encoder, "name", model), "dim": int(encoder.dim),
-                  "cache_key": cache.model_key, "meaningless": bool(getattr(encoder, "meaningless", False))},
+        "model": {"spec": model, "name": encoder.name, "dim": int(encoder.dim),
+                  "cache_key": cache.model_key, "meaningless": bool(encoder.meaningless)},
         "data": {"path": str(Path(data).resolve()), "hash": data_hash, "split": the_task.info.get("split"),
                  "counts": {k: v for k, v in the_task.info.items() if k not in ("name", "split")},
                  "annotation_files": [str(p) for p in the_task.annotation_files]},
@@ -158,25 +158,3 @@ def run_eval(
     out_dir = Path(out) if out is not None else default_out_dir(task, model)
     write_report(results, out_dir, plots=bool(opts["plots"]))
     return results
-
-
-def eval_command(
-    task: str,
-    data: Path,
-    model: str,
-    methods: list[str] | None = None,
-    out: Path | None = None,
-    split: str | None = None,
-    batch_size: int = 64,
-    workers: int | None = None,
-    no_cache: bool = False,
-) -> dict[str, Any]:
-    """CLI entry: ``pixquery eval TASK --data DIR --model SPEC [--method NAME ...] [--out DIR] [--split S]
-    [--batch-size N] [--workers N] [--no-cache]``. Returns the results; the report is on disk."""
-    options = {"split": split, "batch_size": batch_size, "workers": workers, "cache": not no_cache}
-    return run_eval(task, data, model, methods or None, out, options)
-
-
-def task_names() -> list[str]:
-    """The task names `pixquery eval` accepts (for the CLI's help and completion)."""
-    return list(TASKS)

@@ -202,8 +202,3 @@ def evaluate(
         out[f"cls_{key}"] = value
     out.update(binding_accuracy(gallery, heldout, encode_images, encode_texts))
     return out
-
-
-def chance_recall(n_images: int, k: int) -> float:
-    """Analytic recall@k of a random ranking with one relevant image among `n_images`."""
-    return min(1.0, k / n_images)
