@@ -13,7 +13,8 @@ import pytest
 from pixquery.eval.metrics import recall_from_ranks, retrieval_ranks
 from pixquery.models.mini import SHIPPED_DIR, resolve_dir
 from pixquery.models.registry import load_encoder
-from pixquery.synth.captions import all_words, caption_for, describe
+from pixquery.synth.captions import caption_for, describe
+from pixquery.synth.edits import all_words
 from pixquery.synth.mini_eval import evaluate, make_gallery
 from pixquery.synth.tokenizer import END, PAD, START, build_tokenizer, encode_batch
 from pixquery.synth.world import DEFAULT_HELDOUT, HeldOut, Obj, Scene, sample_scene

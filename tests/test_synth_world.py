@@ -15,8 +15,16 @@ import numpy as np
 import pytest
 
 from pixquery.synth import VOCABULARY
-from pixquery.synth.captions import all_words, caption_for, caption_involves_heldout, describe, tokenize
-from pixquery.synth.edits import EDIT_KINDS, Edit, apply_edit, edit_involves_heldout, near_misses, sample_edit
+from pixquery.synth.captions import caption_for, caption_involves_heldout, describe, tokenize
+from pixquery.synth.edits import (
+    EDIT_KINDS,
+    Edit,
+    all_words,
+    apply_edit,
+    edit_involves_heldout,
+    near_misses,
+    sample_edit,
+)
 from pixquery.synth.render import render_scene
 from pixquery.synth.world import (
     BACKGROUNDS,

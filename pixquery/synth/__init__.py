@@ -5,14 +5,21 @@ sets are emitted in the real benchmarks' file formats (see :mod:`pixquery.synth.
 """
 
 from pixquery.synth.captions import (
-    all_words,
     caption_for,
     caption_involves_heldout,
     describe,
     parse_caption,
     tokenize,
 )
-from pixquery.synth.edits import EDIT_KINDS, Edit, apply_edit, edit_involves_heldout, near_misses, sample_edit
+from pixquery.synth.edits import (
+    EDIT_KINDS,
+    Edit,
+    all_words,
+    apply_edit,
+    edit_involves_heldout,
+    near_misses,
+    sample_edit,
+)
 from pixquery.synth.render import render_scene
 from pixquery.synth.world import (
     BACKGROUNDS,

@@ -2,8 +2,8 @@
 
 Every caption is built from the scene's own objects, so it is true by construction; the parser
 (:func:`parse_caption`) reads the facts a caption asserts back out, which the held-out checks use so that
-they inspect the words a model would actually see. The word set is closed: :func:`all_words` lists every
-token a caption or edit text can contain.
+they inspect the words a model would actually see. The word set is closed: `pixquery.synth.edits.all_words`
+lists every token a caption or edit text can contain.
 """
 
 from __future__ import annotations
@@ -12,17 +12,13 @@ import itertools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Literal
 
 import numpy as np
 
 from pixquery.synth.world import (
-    BACKGROUNDS,
     COLOURS,
-    RELATIONS,
     SHAPES,
-    SIZES,
     HeldOut,
     Obj,
     Scene,
@@ -426,29 +422,8 @@ def caption_involves_heldout(text: str, heldout: HeldOut) -> bool:
     return any(heldout.blocks_relation(a, r, b) for a, r, b in parsed.relations)
 
 
-@lru_cache(maxsize=1)
-def all_words() -> tuple[str, ...]:
-    """Every word a caption or an edit text can contain, sorted (the closed ShapesWorld vocabulary)."""
-    from pixquery.synth.edits import edit_template_words
-
-    words: set[str] = set(TEMPLATE_WORDS) | set(NUMBER_WORDS) | set(COLOURS)
-    # Shapes are unique within a scene, so shape nouns never appear in the plural; generic nouns do.
-    for nouns in SHAPE_NOUNS.values():
-        words |= set(nouns)
-    words |= set(GENERIC_NOUNS) | {plural(n) for n in GENERIC_NOUNS}
-    for group in (SIZE_WORDS, BACKGROUND_WORDS, RELATION_WORDS):
-        for phrases in group.values():
-            for p in phrases:
-                words |= set(tokenize(p))
-    for p in PREFIXES + BACKGROUND_SUFFIXES:
-        words |= set(tokenize(p.replace("{bg}", "")))
-    words |= edit_template_words()
-    words |= set(SIZES) | set(tokenize(" ".join(BACKGROUNDS))) | set(tokenize(" ".join(RELATIONS)))
-    return tuple(sorted(words))
-
-
 __all__ = [
-    "ParsedCaption", "all_words", "caption_for", "caption_involves_heldout", "complete_relation_caption",
+    "ParsedCaption", "caption_for", "caption_involves_heldout", "complete_relation_caption",
     "describe", "join_list",
     "noun_phrase", "parse_caption", "plural", "tokenize",
 ]

@@ -10,15 +10,24 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from pixquery.synth.captions import (
+    BACKGROUND_SUFFIXES,
     BACKGROUND_WORDS,
+    GENERIC_NOUNS,
+    NUMBER_WORDS,
+    PREFIXES,
     RELATION_WORDS,
+    SHAPE_NOUNS,
+    SIZE_WORDS,
+    TEMPLATE_WORDS,
     caption_involves_heldout,
     noun_phrase,
+    plural,
     tokenize,
 )
 from pixquery.synth.world import (
@@ -349,3 +358,22 @@ def edit_template_words() -> set[str]:
     for phrase, _ in SIDES.values():
         words |= set(tokenize(phrase))
     return words
+
+
+@lru_cache(maxsize=1)
+def all_words() -> tuple[str, ...]:
+    """Every word a caption or an edit text can contain, sorted (the closed ShapesWorld vocabulary)."""
+    words: set[str] = set(TEMPLATE_WORDS) | set(NUMBER_WORDS) | set(COLOURS)
+    # Shapes are unique within a scene, so shape nouns never appear in the plural; generic nouns do.
+    for nouns in SHAPE_NOUNS.values():
+        words |= set(nouns)
+    words |= set(GENERIC_NOUNS) | {plural(n) for n in GENERIC_NOUNS}
+    for group in (SIZE_WORDS, BACKGROUND_WORDS, RELATION_WORDS):
+        for phrases in group.values():
+            for p in phrases:
+                words |= set(tokenize(p))
+    for p in PREFIXES + BACKGROUND_SUFFIXES:
+        words |= set(tokenize(p.replace("{bg}", "")))
+    words |= edit_template_words()
+    words |= set(SIZES) | set(tokenize(" ".join(BACKGROUNDS))) | set(tokenize(" ".join(RELATIONS)))
+    return tuple(sorted(words))

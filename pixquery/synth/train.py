@@ -32,7 +32,7 @@ from PIL import Image
 from pixquery.models.export import write_immich_layout
 from pixquery.models.preprocess import PreprocessConfig
 from pixquery.models.tokenize import TextTokenizer
-from pixquery.synth.captions import all_words
+from pixquery.synth.edits import all_words
 from pixquery.synth.mini_data import ATTRIBUTE_GROUPS, Pool, build_pool, truth_matrix
 from pixquery.synth.mini_eval import evaluate, make_gallery
 from pixquery.synth.mini_model import (
