@@ -300,7 +300,8 @@ class Library:
         store's description.
         """
         check_kind(kind)
-        config, _ = self._require_index()
+        if self.config is None:
+            raise IndexFormatError(f"no index at {self.path}: create one with `pixquery index FOLDER`")
         params = {key: value for key, value in params.items() if value is not None}
         with IndexLock(self.path):
             config = IndexConfig.load(self.path)

@@ -60,7 +60,6 @@ def test_weighted_fusion_follows_alpha() -> None:
     q = compose("weighted", inp, {"alpha": 0.25}).vector
     assert np.allclose(q, [0.75 / np.hypot(0.75, 0.25), 0.25 / np.hypot(0.75, 0.25), 0, 0], atol=1e-6)
     assert np.allclose(compose("weighted", inp, {"alpha": 1.0}).vector, T)
-    assert compose("weighted", inp, {"beta": 0.3}).gallery_text_weight == 0.3
 
 
 def test_several_reference_images_are_averaged_with_their_weights() -> None:
@@ -125,7 +124,7 @@ def test_inversion_finds_the_nearest_words_and_ensembles_them(cache: Path) -> No
     assert composition.notes["texts"] == ["a cat in blue", "a dog in blue"]
     assert np.allclose(composition.vector, l2_normalize(np.array([0, 0, w_cat, 1 - w_cat])), atol=1e-5)
     # The vocabulary embeddings were cached on disk, so a second query does not embed the words again.
-    assert list((cache / "text-embeddings").glob("*vocab*.npy"))
+    assert list((cache / "text-banks").glob("*vocabulary*.npy"))
 
 
 def test_rewrite_searches_by_the_rewritten_caption() -> None:
@@ -191,21 +190,3 @@ def test_execute_composes_an_indexed_reference_with_a_text(tmp_path: Path) -> No
     assert execute(text_only, ctx)[0].id == 3
     assert execute(composed, ctx)[0].id == 2
     assert np.allclose(query_vector(composed, ctx), l2_normalize(np.array([1, 1, 0, 0])))
-
-
-def test_weighted_beta_mixes_in_the_caption_vectors_of_the_gallery(tmp_path: Path) -> None:
-    from pixquery.store.flat import FlatStore
-
-    # Image vectors alone prefer item 1; the captions say item 2 is the blue one.
-    images = np.array([[1, 0.5, 0, 0], [1, 0.2, 0, 0], [0, 0, 1, 0]], np.float32)
-    captions = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]], np.float32)
-    ctx = make_index(tmp_path, images, encoder=FakeEncoder(texts={"blue": T}))
-    ctx.caption_store = FlatStore(tmp_path / "captions", 4)
-    ctx.caption_store.add(np.array([1, 2, 3]), captions)
-    query = dict(images=[WeightedImage(catalog_id=1)], texts=[WeightedText("blue")], method="weighted", k=3)
-    plain = execute(QuerySpec(**query, params={"alpha": 0.5}), ctx)
-    mixed = execute(QuerySpec(**query, params={"alpha": 0.5, "beta": 0.5}), ctx)
-    assert plain[0].id == 1 and mixed[0].id == 2
-    q = l2_normalize(0.5 * l2_normalize(images[0]) + 0.5 * T)
-    expected = 0.5 * (l2_normalize(images[1]) @ q) + 0.5 * (captions[1] @ q)
-    assert np.isclose(mixed[0].score, expected, atol=1e-5)

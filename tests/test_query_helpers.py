@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pixquery.models.base import l2_normalize
+from pixquery.models.base import EncoderBase, l2_normalize
 from pixquery.query.engine import SearchContext
 from pixquery.store.catalog import Catalog
 from pixquery.store.flat import FlatStore
 
 
-class FakeEncoder:
+class FakeEncoder(EncoderBase):
     """Texts map to fixed vectors (unknown texts to a seeded random unit vector); an image maps to the unit
     vector of its top-left pixel's RGB values, padded with zeros, so tests can make image vectors by colour."""
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from test_query_helpers import FakeEncoder
 
-from pixquery.models.base import l2_normalize
-from pixquery.query.longtext import context_length, encode_texts, estimate_tokens, split_text
+from pixquery.models.base import estimate_tokens, l2_normalize
+from pixquery.query.longtext import encode_texts, split_text
 
 
 class CountingEncoder(FakeEncoder):
@@ -14,8 +14,8 @@ class CountingEncoder(FakeEncoder):
 
     context_length = 8
 
-    def count_tokens(self, texts: list[str]) -> list[int]:
-        return [len(t.split()) + 2 for t in texts]
+    def token_lengths(self, texts: list[str]) -> np.ndarray:
+        return np.array([len(t.split()) + 2 for t in texts])
 
 
 def test_split_packs_whole_sentences_into_chunks_that_fit() -> None:
@@ -46,6 +46,6 @@ def test_short_texts_cost_one_batch_call() -> None:
     assert enc.text_calls == [["a cat", "a dog"]]
 
 
-def test_context_length_comes_from_the_encoder_or_defaults_to_clip() -> None:
-    assert context_length(CountingEncoder()) == 8
-    assert context_length(FakeEncoder()) == 77
+def test_an_encoder_without_a_tokenizer_counts_tokens_by_the_estimate() -> None:
+    assert FakeEncoder().context_length == 77
+    assert FakeEncoder().token_lengths(["a dog, running"]).tolist() == [estimate_tokens("a dog, running")]

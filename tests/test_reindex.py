@@ -16,11 +16,12 @@ import pytest
 
 pytest.importorskip("faiss")
 
-from pixquery.store import open_store  # noqa: E402
+from pixquery.store.open import open_store  # noqa: E402
 from pixquery.store.config import IndexConfig  # noqa: E402
 from pixquery.store.flat import FlatStore  # noqa: E402
 from pixquery.store.lock import IndexLock  # noqa: E402
-from pixquery.store.rebuild import recall_at_k, reindex  # noqa: E402
+from pixquery.api import Library  # noqa: E402
+from pixquery.store.derived import recall_at_k  # noqa: E402
 from tests.test_store_faiss import DIM, clustered  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,10 +41,16 @@ def make_index(path: Path, n: int, dim: int = DIM) -> tuple[np.ndarray, np.ndarr
     return ids, vectors
 
 
+def reindex(path: Path, kind: str, **params: object) -> dict:
+    """`pixquery reindex --store KIND`: the facade's store switch."""
+    with Library.open(path) as lib:
+        return lib.set_store(kind, **params)
+
+
 def open_configured(path: Path, dim: int = DIM):
     """Open the store the way the Library does: the kind and parameters recorded in config.json."""
     config = IndexConfig.load(path)
-    return open_store(config.store, path / "vectors", dim, readonly=True, params=config.extra.get("store_params"))
+    return open_store(config.store, path / "vectors", dim, readonly=True, params=config.store_params)
 
 
 def raw_digest(path: Path) -> str:
@@ -87,7 +94,7 @@ def test_reindex_keeps_parameters_in_config(tmp_path: Path) -> None:
     make_index(index, 500)
     info = reindex(index, "faiss-hnsw", M=16, efSearch=128)
     config = IndexConfig.load(index)
-    assert config.extra["store_params"] == {"M": 16, "efSearch": 128}
+    assert config.store_params == {"M": 16, "efSearch": 128}
     assert info["params"]["M"] == 16 and info["built_params"] == {"M": 16, "efConstruction": 80}
     assert open_configured(index).describe()["params"]["efSearch"] == 128
 
@@ -120,7 +127,8 @@ def test_sigkill_during_rebuild_leaves_usable_index(tmp_path: Path) -> None:
     _, vectors = make_index(index, 120_000, dim=dim)
     queries = vectors[:10]
     before = open_configured(index, dim).search(queries, 5)
-    code = f"from pixquery.store.rebuild import reindex; reindex({str(index)!r}, 'faiss-hnsw', efConstruction=200)"
+    code = (f"from pixquery.api import Library; Library.open({str(index)!r}).set_store('faiss-hnsw', "
+            "efConstruction=200)")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE)
     lock = index / "index.lock"
