@@ -46,9 +46,11 @@ from pixquery.store.catalog import Catalog  # noqa: E402
 from pixquery.store.flat import FlatStore  # noqa: E402
 from pixquery.synth.captions import describe  # noqa: E402
 from pixquery.synth.emit import write_set  # noqa: E402
+from pixquery.synth.rewrite import register as register_shapes_plugins  # noqa: E402
 from pixquery.synth.world import BACKGROUNDS, COLOURS, SHAPES, SIZES, Scene, sample_scene  # noqa: E402
 
 SHAPES_PLUGINS = {"captioner": "shapesworld", "rewriter": "shapesworld"}
+register_shapes_plugins()
 # ShapesWorld words for inversion: object phrases and backgrounds, embedded as "a {}" like the world's captions.
 WORLD_WORDS = (
     [f"{z} {c} {s}" for z in SIZES for c in COLOURS for s in SHAPES]

@@ -32,8 +32,8 @@ def test_index_search_info_roundtrip(tmp_path: Path, photos_dir: Path) -> None:
     assert "score" in table and "path" in table
     info = json.loads(run("info", "--index", idx, "--json").stdout)
     assert info["indexed"] == 38 and any(s["path"].endswith("not-an-image.txt") for s in info["skipped"])
-    human = run("info", "--index", idx).stderr
-    assert "not-an-image.txt" in human and "random:tiny" in human
+    human = run("info", "--index", idx)
+    assert "not-an-image.txt" in human.stdout and "random:tiny" in human.stdout  # a report: stdout, not stderr
 
 
 def test_errors_are_one_clear_line(tmp_path: Path, photos_dir: Path) -> None:
@@ -99,9 +99,10 @@ def test_index_store_option_creates_and_refuses_switching(tmp_path: Path, photos
 
 
 def test_ray_flag_without_address_means_local() -> None:
-    from pixquery.cli import _with_ray_default
+    from pixquery.cli.main import build_parser
 
-    assert _with_ray_default(["index", "p", "--ray"]) == ["index", "p", "--ray", "local"]
-    assert _with_ray_default(["index", "p", "--ray", "--ray-actors", "1"])[3] == "local"
-    assert _with_ray_default(["index", "p", "--ray", "auto"]) == ["index", "p", "--ray", "auto"]
-    assert _with_ray_default(["index", "p"]) == ["index", "p"]
+    parser = build_parser()
+    assert parser.parse_args(["index", "p", "--ray"]).ray == "local"
+    assert parser.parse_args(["index", "p", "--ray", "--ray-actors", "1"]).ray == "local"
+    assert parser.parse_args(["index", "p", "--ray", "auto"]).ray == "auto"
+    assert parser.parse_args(["index", "p"]).ray is None

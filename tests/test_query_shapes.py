@@ -8,9 +8,9 @@ import os
 import numpy as np
 import pytest
 
-from pixquery.synth.rewrite import SceneText, ShapesRewriter, apply_edit_text, read_scene_text
 from pixquery.synth.captions import caption_for
 from pixquery.synth.edits import apply_edit, sample_edit
+from pixquery.synth.rewrite import SceneText, ShapesRewriter, apply_edit_text, read_scene_text, register
 from pixquery.synth.world import DEFAULT_HELDOUT, sample_scene
 
 
@@ -136,6 +136,7 @@ def test_composed_queries_find_the_edited_target_where_the_baselines_do_not(cir_
     # At rank 1 the image baseline finds the unedited twin of the reference and the text baseline any scene
     # that fits the edit; only a composed query puts the edited target first.
     image, text = _recall(cir_index, "image", 1), _recall(cir_index, "text", 1)
+    register()  # the test world's plugins are registered by who uses them, never by the product
     plugins = {"captioner": "shapesworld", "rewriter": "shapesworld"}
     for method, params in (("auto", {}), ("pdv", plugins), ("rewrite", plugins)):
         composed = _recall(cir_index, method, 1, params)

@@ -16,12 +16,12 @@ import pytest
 
 pytest.importorskip("faiss")
 
-from pixquery.store.open import open_store  # noqa: E402
+from pixquery.api import Library  # noqa: E402
 from pixquery.store.config import IndexConfig  # noqa: E402
+from pixquery.store.derived import recall_at_k  # noqa: E402
 from pixquery.store.flat import FlatStore  # noqa: E402
 from pixquery.store.lock import IndexLock  # noqa: E402
-from pixquery.api import Library  # noqa: E402
-from pixquery.store.derived import recall_at_k  # noqa: E402
+from pixquery.store.open import open_store  # noqa: E402
 from tests.test_store_faiss import DIM, clustered  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,7 +23,7 @@ from server_fixtures import ServerCase, build_case, live_server, png_bytes, serv
 from pixquery.api import Library
 from pixquery.errors import IndexFormatError
 from pixquery.server.app import create_app
-from pixquery.server.jobs import covering_roots
+from pixquery.api import covering_roots
 from pixquery.server.limits import ApiError, Limits, RateLimiter
 from pixquery.server.run import BackgroundServer, free_port
 from pixquery.server.thumbs import BROWSER_FORMATS
@@ -599,12 +599,8 @@ def _stop_and_resume(case: ServerCase) -> None:
 
 
 def test_covering_roots_are_the_outermost_folders() -> None:
-    class Row:
-        def __init__(self, folder: str) -> None:
-            self.folder = folder
-
-    rows = [Row(f) for f in ("/p/a", "/p/a/b", "/p/ab", "/q", "/q/x/y", "/p/a/c")]
-    assert covering_roots(rows) == ["/p/a", "/p/ab", "/q"]
+    folders = ["/p/a", "/p/a/b", "/p/ab", "/q", "/q/x/y", "/p/a/c"]
+    assert covering_roots(folders) == ["/p/a", "/p/ab", "/q"]
 
 
 # --- starting ---------------------------------------------------------------------------------------------------

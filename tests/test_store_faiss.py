@@ -11,11 +11,11 @@ import pytest
 
 pytest.importorskip("faiss")
 
-from pixquery.store.open import open_store  # noqa: E402
 from pixquery.store.auto import choose_index, hnsw_bytes, ivf_nlist  # noqa: E402
+from pixquery.store.derived import recall_at_k  # noqa: E402
 from pixquery.store.faiss_store import FaissStore  # noqa: E402
 from pixquery.store.flat import FlatStore  # noqa: E402
-from pixquery.store.derived import recall_at_k  # noqa: E402
+from pixquery.store.open import open_store  # noqa: E402
 
 DIM = 32
 SMALL_IVF = {"min_train_rows": 1000, "m": 16, "nlist": 32}

@@ -13,9 +13,9 @@ pytest.importorskip("milvus_lite")
 
 from pymilvus import MilvusClient  # noqa: E402
 
-from pixquery.store.open import discard_store, open_store  # noqa: E402
-from pixquery.store.flat import FlatStore  # noqa: E402
 from pixquery.store.derived import recall_at_k  # noqa: E402
+from pixquery.store.flat import FlatStore  # noqa: E402
+from pixquery.store.open import discard_store, open_store  # noqa: E402
 from tests.test_store_faiss import DIM, clustered, fill  # noqa: E402
 
 KIND = "milvus:./vectors.db"

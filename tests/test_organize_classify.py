@@ -10,24 +10,24 @@ import numpy as np
 import pytest
 
 from pixquery.api import Library
-from pixquery.models.base import ModelError, l2_normalize
+from pixquery.models.base import EncoderBase, ModelError, l2_normalize
 from pixquery.models.registry import load_encoder
-from pixquery.query.spec import QuerySpec
-from pixquery.synth.render import render_scene
-from pixquery.synth.world import BACKGROUNDS, COLOURS, DEFAULT_HELDOUT, SHAPES, sample_scene
-from pixquery.tasks import vocabulary
-from pixquery.tasks.classify import (
+from pixquery.organize.classify import (
+    LABELS_SOURCE,
     LabelSet,
     ZeroShotClassifier,
     autoclip_weights,
     parse_labels,
     prompt_grid,
-    tag_library,
 )
-from pixquery.tasks.open_tags import Vocabulary, open_tags, tag_open
-from pixquery.tasks.tags_store import LABELS_SOURCE, read_tags, tag_counts
-from pixquery.tasks.templates import CURATED_TEMPLATES, IMAGENET_TEMPLATES, resolve_templates
-from pixquery.tasks.vocabulary import VOCABULARY_FILE, distinguishable, embed_words, load_vocabulary
+from pixquery.organize.open_tags import Vocabulary, open_tags
+from pixquery.organize.templates import CURATED_TEMPLATES, IMAGENET_TEMPLATES, resolve_templates
+from pixquery.query.spec import QuerySpec
+from pixquery.query.textbank import WORD_LISTS, distinguishable, embed_words, load_words
+from pixquery.synth.render import render_scene
+from pixquery.synth.world import BACKGROUNDS, COLOURS, DEFAULT_HELDOUT, SHAPES, sample_scene
+
+VOCABULARY_FILE = WORD_LISTS["concepts"]
 
 # A small concept bank for the real-photo tests: embedding the shipped 17k concepts with ConSE takes minutes.
 PHOTO_WORDS = [
@@ -38,14 +38,13 @@ PHOTO_WORDS = [
 ]
 PHOTO_LABELS = "bee,cat,camera,bird,boat,book,cake,tree,chess"
 # The concept bank of the "none of these" tests: those words and every 40th shipped concept (~480 in all).
-PHOTO_BANK = sorted(set(PHOTO_WORDS) | set(load_vocabulary()[::40]))
+PHOTO_BANK = sorted(set(PHOTO_WORDS) | set(load_words()[::40]))
 
 
 @pytest.fixture(autouse=True)
 def _private_vocabulary_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Vocabulary vectors go to a per-session folder, never the user's cache (models keep using theirs)."""
-    folder = tmp_path_factory.getbasetemp() / "vocabulary-cache"
-    monkeypatch.setattr(vocabulary, "cache_dir", lambda: folder)
+    """Vocabulary vectors go to a per-session cache, never the user's."""
+    monkeypatch.setenv("PIXQUERY_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +94,7 @@ def test_template_sets_are_the_published_lists_and_bad_templates_are_refused(tmp
 
 
 def test_shipped_vocabulary_is_large_clean_and_small_on_disk() -> None:
-    words = load_vocabulary()
+    words = load_words()
     assert len(words) >= 10_000
     assert VOCABULARY_FILE.stat().st_size < 2_000_000
     assert {"cat", "bee", "camera", "circle", "star", "red", "hot dog"} <= set(words)
@@ -104,33 +103,40 @@ def test_shipped_vocabulary_is_large_clean_and_small_on_disk() -> None:
     assert (VOCABULARY_FILE.parent / "SOURCE.md").read_text(encoding="utf-8").count("WordNet 3.0") >= 2
 
 
-class CountingEncoder:
+class CountingEncoder(EncoderBase):
     """Deterministic fake text encoder that counts how many texts it embedded."""
 
     name = "fake:counting"
     dim = 8
 
-    def __init__(self) -> None:
+    def __init__(self, seed: int = 0) -> None:
         self.calls = 0
+        self.seed = seed
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         self.calls += len(texts)
-        rng = [np.random.default_rng(zlib.crc32(t.encode())) for t in texts]
+        rng = [np.random.default_rng(zlib.crc32(t.encode()) + self.seed) for t in texts]
         return l2_normalize(np.stack([r.normal(size=self.dim) for r in rng]))
 
-    def encode_images(self, images: list) -> np.ndarray:
-        raise NotImplementedError
 
+def test_vocabulary_vectors_are_cached_per_model_identity_and_word_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pixquery.query import textbank
 
-def test_vocabulary_vectors_are_cached_per_model_and_word_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(vocabulary, "cache_dir", lambda: tmp_path)
+    monkeypatch.setenv("PIXQUERY_CACHE", str(tmp_path))
     encoder = CountingEncoder()
     first = embed_words(encoder, ["cat", "dog", "bird"])
+    embedded = encoder.calls  # the three words and the probe text that identifies the model
     second = embed_words(encoder, ["cat", "dog", "bird"])
-    assert encoder.calls == 3 and np.array_equal(first, second)
-    assert len(list((tmp_path / "vocabulary").glob("fake_counting-*.npy"))) == 1
+    assert encoder.calls == embedded == 4 and np.array_equal(first, second)
+    assert len(list((tmp_path / "text-banks").glob("fake_counting-*.npy"))) == 1
+    monkeypatch.setattr(textbank, "_memory", {})  # a new process: read from disk
+    assert np.array_equal(embed_words(encoder, ["cat", "dog", "bird"]), first) and encoder.calls == 4
     embed_words(encoder, ["cat", "dog"])  # another list is another cache entry
-    assert encoder.calls == 5
+    assert encoder.calls == 6
+    retrained = CountingEncoder(seed=1)  # the same name, other weights: never reads the other's vectors
+    assert not np.array_equal(embed_words(retrained, ["cat", "dog", "bird"]), first)
 
 
 def test_entries_a_model_cannot_tell_apart_are_dropped() -> None:
@@ -156,7 +162,7 @@ def test_autoclip_weights_favour_templates_that_fit_and_hit_the_target_entropy()
 # --- real photos with ConSE ---------------------------------------------------------------------------------------
 
 def test_photos_get_their_labels_stored_as_tags_that_search_filters_use(photo_lib: Library) -> None:
-    report = tag_library(photo_lib, PHOTO_LABELS, method="ensemble", vocabulary=PHOTO_WORDS)
+    report = photo_lib.tag(PHOTO_LABELS, method="ensemble", vocabulary=PHOTO_WORDS)
     by_id = {r.file_id: r for r in report.images}
     assert report.images and len(report.images) == photo_lib.store.count()
     for name, label in [("bee.jpg", "bee"), ("cat.jpg", "cat"), ("camera.jpg", "camera"), ("books.jpg", "book")]:
@@ -165,36 +171,36 @@ def test_photos_get_their_labels_stored_as_tags_that_search_filters_use(photo_li
     assert all(0 < p <= 1 for p in scores)
     # Stored in the catalog, replacing earlier runs, and usable as a search filter.
     assert photo_lib.catalog is not None
-    stored = read_tags(photo_lib.catalog, source=LABELS_SOURCE)
+    stored = photo_lib.catalog.read_tags(source=LABELS_SOURCE)
     assert stored[_photo(photo_lib, "bee.jpg")][0].label == "bee"
-    tag_library(photo_lib, PHOTO_LABELS, method="ensemble", vocabulary=PHOTO_WORDS)
-    assert sum(len(v) for v in read_tags(photo_lib.catalog, source=LABELS_SOURCE).values()) == report.stored
+    photo_lib.tag(PHOTO_LABELS, method="ensemble", vocabulary=PHOTO_WORDS)
+    assert sum(len(v) for v in photo_lib.catalog.read_tags(source=LABELS_SOURCE).values()) == report.stored
     spec = QuerySpec.simple("an animal", k=50)
     spec.filters = {"tags": "bee"}
     hits = photo_lib.search(spec=spec)
     assert hits and all("bee" in Path(h.path).name for h in hits)
-    assert ("bee", report.counts()["bee"]) in tag_counts(photo_lib.catalog, LABELS_SOURCE)
+    assert ("bee", report.counts()["bee"]) in photo_lib.tag_counts(LABELS_SOURCE)
 
 
 def test_photos_matching_none_of_the_labels_are_none_of_these(photo_lib: Library) -> None:
-    report = tag_library(photo_lib, "bicycle,airplane,pizza,car", "ensemble", vocabulary=PHOTO_BANK, store=False)
+    report = photo_lib.tag("bicycle,airplane,pizza,car", "ensemble", vocabulary=PHOTO_BANK, store=False)
     assert report.threshold == pytest.approx(1 - 1 / np.sqrt(len(PHOTO_BANK) - 4), abs=0.01)
     none = sum(r.none for r in report.images)
     assert none >= 0.8 * len(report.images)
     assert report.to_dict()["none_of_these"] == none
     # The same photos with a label that fits are not rejected.
-    fitting = tag_library(photo_lib, "bicycle,airplane,pizza,bee", "ensemble", vocabulary=PHOTO_BANK, store=False)
+    fitting = photo_lib.tag("bicycle,airplane,pizza,bee", "ensemble", vocabulary=PHOTO_BANK, store=False)
     bee = next(r for r in fitting.images if r.file_id == _photo(photo_lib, "bee.jpg"))
     assert not bee.none and bee.labels[0][0] == "bee"
 
 
 def test_vocabulary_free_tags_name_what_a_photo_shows(photo_lib: Library) -> None:
-    report = tag_open(photo_lib, vocabulary=PHOTO_WORDS, top=3)
+    report = photo_lib.tag_open(vocabulary=PHOTO_WORDS, top=3)
     tags = {r["id"]: [t["label"] for t in r["tags"]] for r in report.images}
     assert "bee" in tags[_photo(photo_lib, "bee.jpg")]
     assert "book" in tags[_photo(photo_lib, "books.jpg")]
     assert all(len(t) == 3 for t in tags.values())
-    assert photo_lib.catalog is not None and read_tags(photo_lib.catalog, source="open")
+    assert photo_lib.catalog is not None and photo_lib.catalog.read_tags(source="open")
     json.dumps(report.to_dict())
 
 
@@ -202,8 +208,8 @@ def test_empty_collections_are_tagged_without_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with Library.open(tmp_path / "index", model="conse") as lib:
         lib.index([tmp_path / "empty"])
-        assert tag_library(lib, "cat,dog", "single", vocabulary=PHOTO_WORDS).to_dict()["images"] == 0
-        assert tag_open(lib, vocabulary=PHOTO_WORDS).to_dict()["images"] == 0
+        assert lib.tag("cat,dog", "single", vocabulary=PHOTO_WORDS).to_dict()["images"] == 0
+        assert lib.tag_open(vocabulary=PHOTO_WORDS).to_dict()["images"] == 0
 
 
 # --- ShapesWorld with mini ----------------------------------------------------------------------------------------
@@ -218,7 +224,7 @@ def mini():
 
 def mini_bank() -> list[str]:
     """ShapesWorld's words among a sample of the shipped vocabulary: embedding all 17k with mini takes a minute."""
-    words = load_vocabulary()
+    words = load_words()
     own = {*SHAPES, *COLOURS, *BACKGROUNDS, "shape", "object", "background"}
     return sorted(set(words[::40]) | {w for w in words if w in own})
 

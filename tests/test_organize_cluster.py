@@ -14,12 +14,11 @@ from sklearn.metrics import adjusted_mutual_info_score
 from pixquery.api import Library
 from pixquery.models.base import ModelError, l2_normalize
 from pixquery.models.registry import load_encoder
+from pixquery.organize.cluster import centroids, cluster_vectors, name_clusters
+from pixquery.organize.contact_sheet import contact_sheet
+from pixquery.organize.open_tags import Vocabulary
 from pixquery.synth.render import render_scene
 from pixquery.synth.world import DEFAULT_HELDOUT, Scene, sample_scene
-from pixquery.tasks import vocabulary
-from pixquery.tasks.cluster import centroids, cluster_library, cluster_vectors, name_clusters
-from pixquery.tasks.contact_sheet import contact_sheet
-from pixquery.tasks.open_tags import Vocabulary
 
 PHOTO_WORDS = ["bee", "cat", "camera", "bird", "boat", "book", "cake", "tree", "chess", "dog", "car", "flower",
                "house", "person", "mountain", "food", "animal", "insect", "lens", "furniture"]
@@ -27,8 +26,7 @@ PHOTO_WORDS = ["bee", "cat", "camera", "bird", "boat", "book", "cake", "tree", "
 
 @pytest.fixture(autouse=True)
 def _private_vocabulary_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    folder = tmp_path_factory.getbasetemp() / "vocabulary-cache"
-    monkeypatch.setattr(vocabulary, "cache_dir", lambda: folder)
+    monkeypatch.setenv("PIXQUERY_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
 def blobs(k: int, per: int, dim: int = 16, spread: float = 0.05, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -85,7 +83,7 @@ def photo_lib(tmp_path_factory: pytest.TempPathFactory, photos_dir: Path) -> Lib
 
 
 def test_photo_clusters_are_json_with_names_members_and_a_contact_sheet(photo_lib: Library, tmp_path: Path) -> None:
-    result = cluster_library(photo_lib, k=6, vocabulary=PHOTO_WORDS)
+    result = photo_lib.cluster(k=6, vocabulary=PHOTO_WORDS)
     json.dumps(result)
     assert result["k"] == 6 and result["images"] == photo_lib.store.count()
     assert sum(c["size"] for c in result["clusters"]) == result["images"]
@@ -98,7 +96,8 @@ def test_photo_clusters_are_json_with_names_members_and_a_contact_sheet(photo_li
     # The bee photos (the same photo in four files) end up together, in a cluster called "bee".
     bees = [c for c in result["clusters"] if any(Path(m["path"]).name == "bee.heic" for m in c["members"])]
     assert bees[0]["name"] == "bee"
-    sheet = contact_sheet(result, photo_lib, tmp_path / "sheet.png", per_cluster=4, thumb=48)
+    sheet = contact_sheet(result, lambda i, size: photo_lib.read_image(i, size), tmp_path / "sheet.png",
+                          per_cluster=4, thumb=48)
     with Image.open(sheet) as img:
         assert img.format == "PNG" and img.height >= 6 * 48 and img.width > 4 * 48
 
@@ -107,9 +106,9 @@ def test_an_empty_collection_has_no_clusters(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with Library.open(tmp_path / "index", model="conse") as lib:
         lib.index([tmp_path / "empty"])
-        result = cluster_library(lib, vocabulary=PHOTO_WORDS)
+        result = lib.cluster(vocabulary=PHOTO_WORDS)
         assert result["clusters"] == [] and result["images"] == 0
-        assert contact_sheet(result, lib, tmp_path / "empty.png").exists()
+        assert lib.contact_sheet(result, tmp_path / "empty.png").exists()
 
 
 @pytest.fixture(scope="module")
