@@ -33,9 +33,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pixquery.store import open_store  # noqa: E402
+from pixquery.store.derived import recall_at_k  # noqa: E402
 from pixquery.store.flat import FlatStore  # noqa: E402
-from pixquery.store.rebuild import recall_at_k  # noqa: E402
+from pixquery.store.open import open_store  # noqa: E402
 
 DIM, LATENT, K = 512, 64, 10
 KINDS = {"hnsw": "faiss-hnsw", "ivfpq": "faiss-ivfpq", "milvus": "milvus:./bench-milvus.db"}

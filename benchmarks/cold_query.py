@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from pixquery.models.base import EncoderBase
+
 QUERIES = ("a red car", "a dog running on the beach", "two cats asleep on a sofa", "a mountain lake at sunset")
 
 
@@ -38,19 +40,20 @@ def write_small_images(folder: Path, n: int, size: int = 48, seed: int = 0) -> P
     return folder
 
 
-class RandomVectors:
+class RandomVectors(EncoderBase):
     """An encoder that stands in for `name` while an index is built: seeded random unit image vectors."""
 
     def __init__(self, name: str, dim: int, precision: str | None = None) -> None:
-        from pixquery.models.precision import parse_precision
-
         self.name = name
         self.dim = dim
-        self.precision = parse_precision(precision or "fp32")
+        self.precision = precision or "fp32"
         self._rng = np.random.default_rng(0)
 
-    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        vectors = self._rng.standard_normal((len(images), self.dim)).astype(np.float32)
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        return np.zeros((3, self.image_size, self.image_size), np.float32)
+
+    def encode_preprocessed(self, batch: np.ndarray) -> np.ndarray:
+        vectors = self._rng.standard_normal((len(batch), self.dim)).astype(np.float32)
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -92,9 +95,10 @@ def time_command(argv: Sequence[str], repeats: int, env: dict[str, str] | None =
 
 def cold_query_ms(python: str, index: Path, entry: str, repeats: int = 5,
                   env: dict[str, str] | None = None) -> dict[str, float]:
-    """Median and best ms of a cold text search; `entry` is "quick" (pixquery.quick) or "cli" (the typer CLI)."""
-    module = "pixquery.quick" if entry == "quick" else "pixquery"
-    times = time_command([python, "-m", module, "search", QUERIES[0], "--index", str(index), "--json"], repeats, env)
+    """Median and best ms of a cold text search through `python -m pixquery` (`entry` is kept for callers that
+    compare entry points; there is one now)."""
+    argv = [python, "-m", "pixquery", "search", QUERIES[0], "--index", str(index), "--json"]
+    times = time_command(argv, repeats, env)
     return {"median_ms": round(statistics.median(times), 1), "best_ms": round(min(times), 1)}
 
 

@@ -46,13 +46,13 @@ from pixquery.eval.datasets import read_imagefolder  # noqa: E402
 from pixquery.media.decode import open_image  # noqa: E402
 from pixquery.models.base import Encoder  # noqa: E402
 from pixquery.models.registry import load_encoder  # noqa: E402
+from pixquery.organize.classify import DEFAULT_THRESHOLD, LabelSet, ZeroShotClassifier  # noqa: E402
+from pixquery.organize.cluster import cluster_vectors  # noqa: E402
+from pixquery.organize.dedup import KINDS, fingerprint  # noqa: E402
+from pixquery.organize.open_tags import Vocabulary, open_tags  # noqa: E402
 from pixquery.synth.emit import write_set  # noqa: E402
 from pixquery.synth.render import render_scene  # noqa: E402
 from pixquery.synth.world import DEFAULT_HELDOUT, sample_scene  # noqa: E402
-from pixquery.tasks.classify import DEFAULT_THRESHOLD, LabelSet, ZeroShotClassifier  # noqa: E402
-from pixquery.tasks.cluster import cluster_vectors  # noqa: E402
-from pixquery.tasks.dedup import KINDS, detect_duplicates, fingerprint  # noqa: E402
-from pixquery.tasks.open_tags import Vocabulary, open_tags  # noqa: E402
 
 PHOTOS = REPO.parent / "shared" / "photos"
 THRESHOLDS = (0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 1.0)
@@ -322,7 +322,7 @@ def score_groups(found: list[list[str]], truth: dict[str, int], transform: dict[
 def pair_distributions(folder: Path, vectors: dict[str, np.ndarray], truth: dict[str, int]) -> dict[str, Any]:
     """pHash distances and cosines of duplicate pairs and of distinct pairs, and the best threshold of each."""
     names = sorted(truth)
-    hashes = np.asarray([fingerprint(folder / n).phash for n in names], dtype=np.uint64)
+    hashes = np.asarray([fingerprint(open_image(folder / n, target_size=256)).phash for n in names], dtype=np.uint64)
     distance = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
     matrix = np.stack([vectors[n] for n in names])
     cosine = matrix @ matrix.T
@@ -367,13 +367,12 @@ def dedup_set(model: str, originals: list[tuple[str, Image.Image]], distinct: li
     truth, transform = plant(originals, distinct, folder)
     with Library.open(index, model=model) as lib:
         lib.index([folder])
-        ids, vecs = lib.vectors()
-        assert lib.catalog is not None
-        rows = lib.catalog.get_many(ids)
-        vectors = {Path(rows[i].path).name: v for i, v in zip(ids.tolist(), vecs, strict=True)}
+        view = lib.view()
+        vectors = {Path(view.path_of(i)).name: v for i, v in zip(view.ids.tolist(), view.vectors, strict=True)}
         results: dict[str, Any] = {"images": len(truth), "originals": len(originals), "distinct": len(distinct)}
         for kinds in [(k,) for k in KINDS] + [KINDS]:
-            groups, used = detect_duplicates(lib, kinds=kinds)
+            report = lib.duplicates(kinds=kinds)
+            groups, used = report["groups"], report["thresholds"]
             found = [[Path(m["path"]).name for m in g["members"]] for g in groups]
             label = "+".join(kinds) if len(kinds) > 1 else kinds[0]
             results[label] = score_groups(found, truth, transform) | {"thresholds": used}

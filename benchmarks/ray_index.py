@@ -30,8 +30,8 @@ from pixquery import Library  # noqa: E402
 from pixquery.indexing import Indexer  # noqa: E402
 from pixquery.models.registry import load_encoder  # noqa: E402
 from pixquery.scale.ray_index import embed_pending_with_ray  # noqa: E402
-from pixquery.store import open_store  # noqa: E402
 from pixquery.store.catalog import Catalog  # noqa: E402
+from pixquery.store.open import open_store  # noqa: E402
 
 
 def write_photos(folder: Path, n: int, seed: int = 0) -> None:

@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cold_query import QUERIES, build_index, floor_ms, load_average, time_command  # noqa: E402
 
-from pixquery.server.beacon import BEACON_FILE, DISABLE_ENV  # noqa: E402
+from pixquery.layout import IndexLayout  # noqa: E402
+from pixquery.server.beacon import DISABLE_ENV  # noqa: E402
 from pixquery.server.run import free_port  # noqa: E402
 
 
@@ -52,7 +53,7 @@ def main() -> dict:
         server = subprocess.Popen(serve, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             deadline = time.monotonic() + 120
-            while not (index / BEACON_FILE).exists():
+            while not IndexLayout(index).beacon.exists():
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"the server did not start: {server.stderr.read() if server.stderr else ''}")
                 time.sleep(0.1)
