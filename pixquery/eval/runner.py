@@ -22,7 +22,7 @@ import numpy as np
 
 from pixquery.eval.cache import EmbeddingCache, data_fingerprint
 from pixquery.eval.report import write_report
-from pixquery.eval.tasks import TASKS, EvalError, make_task
+from pixquery.eval.tasks import EvalError, make_task
 from pixquery.models.base import Encoder
 
 OPTION_DEFAULTS: dict[str, Any] = {

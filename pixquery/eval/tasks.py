@@ -42,6 +42,7 @@ from pixquery.eval.datasets import (
 )
 from pixquery.eval.datasets.karpathy import find_karpathy_file
 from pixquery.models.base import l2_normalize
+from pixquery.options import parse_key_values
 from pixquery.tasks.templates import CURATED_TEMPLATES
 
 CURVE_MAX_K = 50
@@ -88,16 +89,10 @@ def parse_method(text: str) -> MethodSpec:
     name, _, rest = text.strip().partition(":")
     if not name:
         raise EvalError(f"empty method name in {text!r}")
-    params: dict[str, Any] = {}
-    for item in filter(None, (part.strip() for part in rest.split(","))):
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise EvalError(f"method parameter {item!r} in {text!r} is not key=value")
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            value = raw.strip()
-        params[key.strip()] = value
+    try:
+        params = parse_key_values(filter(None, (part.strip() for part in rest.split(","))), f"method {text!r}")
+    except PixqueryError as exc:
+        raise EvalError(str(exc)) from None
     return MethodSpec(name.strip(), params)
 
 

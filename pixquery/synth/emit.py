@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from pixquery.progress import ProgressFn, rich_progress
 from pixquery.synth.captions import (
     complete_relation_caption,
     describe,
@@ -99,30 +100,23 @@ def _heldout_flags(n: int, rng: np.random.Generator, heldout: HeldOut) -> list[b
 
 
 class _Progress:
-    """A thin wrapper over rich's progress bar that is a no-op when disabled."""
+    """Counts written items and reports them through a `ProgressFn` (one bar for all the sets)."""
 
-    def __init__(self, bar: Any, task: Any) -> None:
-        self._bar, self._task = bar, task
+    def __init__(self, progress: ProgressFn, total: int) -> None:
+        self._progress, self._total, self._done = progress, total, 0
 
     def describe(self, text: str) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, description=text)
+        """The set being written (shown by the bar's label)."""
 
     def advance(self, steps: int = 1) -> None:
-        if self._bar is not None:
-            self._bar.advance(self._task, steps)
+        self._done += steps
+        self._progress("Writing ShapesWorld sets", self._done, self._total)
 
 
 @contextmanager
 def _progress(total: int, enabled: bool) -> Iterator[_Progress]:
-    if not enabled:
-        yield _Progress(None, None)
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, transient=True) as bar:
-        yield _Progress(bar, bar.add_task("shapesworld", total=total))
+    with rich_progress(enabled) as progress:
+        yield _Progress(progress, total)
 
 
 # --- caption retrieval (Karpathy) ------------------------------------------------------------------
