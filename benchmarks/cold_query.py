@@ -42,11 +42,9 @@ class RandomVectors:
     """An encoder that stands in for `name` while an index is built: seeded random unit image vectors."""
 
     def __init__(self, name: str, dim: int, precision: str | None = None) -> None:
-        from pixquery.models.precision import parse_precision
-
         self.name = name
         self.dim = dim
-        self.precision = parse_precision(precision or "fp32")
+        self.precision = precision or "fp32"
         self._rng = np.random.default_rng(0)
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pixquery.errors import IndexFormatError, PixqueryError, QueryError
+from pixquery.errors import IndexFormatError, ModelMismatchError, PixqueryError, QueryError
 from pixquery.models.base import Encoder
 from pixquery.models.registry import DEFAULT_MODEL
 from pixquery.paths import default_index_dir
@@ -97,9 +97,9 @@ class Library:
 
         `model` is required to create an index (default: `$PIXQUERY_MODEL`); opening an existing index with another
         model raises `ModelMismatchError`. `encoder` lets a program pass an already-loaded encoder.
-        `precision` (ONNX models: fp32, int8, int8-static, bf16, auto) applies to a new index's towers; an
-        existing index keeps the precision its images were embedded at, and `precision` then picks the text
-        tower's, allowed only where the parity gate found the two agree (`pixquery.models.parity`).
+        `precision` (fp32, int8 or auto; default `$PIXQUERY_PRECISION`, else auto: int8 where the model's parity
+        gate passes, `pixquery.models.precision`) applies to a new index and is recorded in its config; an
+        existing index always runs at its recorded precision, and asking for another is an error.
         """
         path = Path(path).expanduser() if path is not None else default_index_dir()
         if path.exists() and not path.is_dir():
@@ -135,12 +135,18 @@ class Library:
     def encoder(self) -> Encoder:
         """The model, loaded on first use (a search that needs no model never pays for loading it)."""
         if self._encoder is None:
-            from pixquery.models.parity import load_index_encoder
+            from pixquery.models.registry import load_encoder
 
-            record = self.config.extra.get("precision") if self.config is not None else None
-            self._encoder = load_index_encoder(
-                self.model, self._requested_precision, record, self.config is not None, self.path
-            )
+            if self.config is None:  # a new index: what was asked, else $PIXQUERY_PRECISION, else auto
+                precision = self._requested_precision or os.environ.get("PIXQUERY_PRECISION") or "auto"
+            else:
+                precision = self.config.precision
+                if self._requested_precision not in (None, "auto", precision):
+                    raise ModelMismatchError(
+                        f"the index at {self.path} was built at {precision} and runs at {precision} only, not "
+                        f"{self._requested_precision}. Leave --precision out, or build a new index with --index NEW_DIR"
+                    )
+            self._encoder = load_encoder(self.model, precision=precision)
         return self._encoder
 
     def _require_index(self) -> IndexConfig:
@@ -185,8 +191,8 @@ class Library:
         self.path.mkdir(parents=True, exist_ok=True)
         with IndexLock(self.path):
             if self.config is None:
-                self.config = IndexConfig(model=self.model, dim=int(self.encoder.dim), store=self._store_kind)
-                self.config.record_precision(getattr(self.encoder, "precision", None))
+                self.config = IndexConfig(model=self.model, dim=int(self.encoder.dim), store=self._store_kind,
+                                          precision=self.encoder.precision)
                 self.config.save(self.path)
             if self.catalog is None:
                 self.catalog = Catalog(self.path / CATALOG_FILE)
@@ -229,11 +235,10 @@ class Library:
         except ImportError as exc:  # pragma: no cover - depends on the installed extras
             raise PixqueryError("--ray needs Ray: pip install 'pixquery[scale]'") from exc
         assert self.catalog is not None and self.config is not None
-        recorded = self.config.extra.get("precision") or {}
-        if recorded.get("image", "fp32") != "fp32":
+        if self.config.precision != "fp32":
             # Ray actors load the model by name at full precision; mixing precisions in one index would skew scores.
-            raise PixqueryError(f"this index embeds images at {recorded['image']} precision; --ray embeds at fp32 "
-                                "only: index it without --ray, or start a new index for Ray")
+            raise PixqueryError(f"this index embeds images at {self.config.precision} precision; --ray embeds at "
+                                "fp32 only: index it without --ray, or start a new index for Ray")
         return embed_pending_with_ray(
             self.catalog, store, self.model, address=None if address == "local" else address, actors=actors,
             batch_size=batch_size, progress=progress, max_megapixels=max_megapixels,

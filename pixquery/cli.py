@@ -42,9 +42,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 PrecisionOpt = Annotated[
     str | None,
     typer.Option("--precision", show_default=False,
-                 help="ONNX models: fp32, int8, int8-static, bf16 or auto (the fastest that passes the parity gate "
-                      "on this CPU). A new index records it ($PIXQUERY_PRECISION, else fp32); for an existing index "
-                      "it sets the query's text tower, where the gate allows."),
+                 help="fp32, int8 (ONNX models) or auto: int8 where the model's parity gate passes, else fp32. "
+                      "A new index records it ($PIXQUERY_PRECISION, else auto); an existing index keeps its own."),
 ]
 
 

@@ -1,4 +1,5 @@
-"""An index's `config.json`: which model built it, the dimension, the store, the format version."""
+"""An index's `config.json`: which model built it, at which precision, the dimension, the store, the format
+version."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ class IndexConfig:
     store: str = "flat"
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
+    precision: str = "fp32"
+    """The one precision both towers run at for this index (fp32 or int8), fixed when it is created."""
 
     def save(self, directory: Path) -> None:
         path = Path(directory) / CONFIG_FILE
@@ -45,15 +48,15 @@ class IndexConfig:
                 f"{directory} has index format {version}; this pixquery reads format {FORMAT_VERSION}"
             )
         try:
-            return cls(**data)
+            config = cls(**data)
         except TypeError as exc:
             raise IndexFormatError(f"{path} has unexpected fields: {exc}") from None
-
-    def record_precision(self, precision: Any) -> None:
-        """Record the precision the towers run at (a `TowerPrecision`; None, for a torch model, is fp32), so that
-        later runs embed images alike and only search with text vectors the parity gate allows."""
-        record = precision.to_dict() if precision is not None else {"image": "fp32", "text": "fp32"}
-        self.extra["precision"] = record
+        legacy = config.extra.pop("precision", None)
+        if "precision" not in data and isinstance(legacy, dict):
+            # Made when each tower had a precision: the images' decides. int8 stays int8; the precisions that
+            # are gone (int8-static, bf16) were gated against fp32, which continues them.
+            config.precision = "int8" if legacy.get("image") == "int8" else "fp32"
+        return config
 
     def check_model(self, model: str | None, directory: Path) -> None:
         """Refuse to open an index with another model than the one that built it."""
