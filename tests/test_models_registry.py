@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from pixquery.models.base import PRECISIONS, Encoder, EncoderBase, ModelError
-from pixquery.models.registry import BACKENDS, known_specs, load_encoder, split_spec
+from pixquery.models.registry import BACKENDS, backend_of, known_specs, load_encoder, split_spec
 from pixquery.models.weights import cache_root, missing_files, offline_reason, resolve_model_dir
 
 
@@ -47,6 +47,7 @@ def test_one_row_per_backend_holds_its_facts() -> None:
         assert row.install_hint.startswith("pip install")
     assert {p for p, row in BACKENDS.items() if "int8" in row.precisions} == {"mini", "onnx", "immich"}
     assert {p for p, row in BACKENDS.items() if row.extra is None} == {"mini", "onnx", "immich"}
+    assert backend_of("random:tiny") is BACKENDS["random"] and backend_of("openai/clip-vit-base-patch32").prefix == "hf"
 
 
 def test_known_specs_serve_a_did_you_mean() -> None:

@@ -24,7 +24,7 @@ Spec: ``conse`` or ``conse:lite0`` / ``conse:lite1`` / ``conse:lite2``. Options:
 ``text_backend`` ("onnx" or "sentence-transformers"), ``threads``, ``cache_dir``.
 
 It runs at fp32 only: dynamic int8 does not speed up EfficientNet in ONNX Runtime (measured, batch 32, 2 threads:
-74 images/s at fp32, 80 with its MatMuls quantised, 5.8 with its convolutions quantised too), so the registry
+130 images/s at fp32 and with its MatMuls quantised, 10 with its convolutions quantised too), so the registry
 row says fp32 and an int8 request is refused there. The image tower's session is created on first use, so a
 text query never loads the classifier.
 """

@@ -3,9 +3,9 @@
   fp32   the exported graphs as they are
   int8   `onnxruntime.quantization.quantize_dynamic` of each tower's MatMul and Gemm ops: int8 weights,
          activations quantised on the fly. Convolutions stay fp32: ONNX Runtime's dynamic ConvInteger is
-         several times slower than its fp32 convolution. Measured, batch 32, 2 threads (images/s, fp32 /
-         int8 MatMul+Gemm / int8 with convolutions too): random ViT-B-32 image tower 13.3 / 21.7 / 19.5,
-         the mini CNN 2129 / 1940 / 327, conse's EfficientNet-Lite0 74 / 80 / 5.8.
+         several times slower than its fp32 convolution. Measured on image towers, batch 32, 2 threads, int8
+         images/s over fp32's (with the convolutions quantised too in brackets): random ViT-B-32 1.75x
+         (14.9 -> 26.0; 1.6x), the mini CNN 1.04x (0.13x), conse's EfficientNet-Lite0 1.00x (130 -> 130; 0.08x).
 
 Both towers of a model always run at the one precision of its index. The int8 graphs are built once per model
 in `precision/` beside it (or, where the model directory is read-only, as for the shipped `mini`, under the user
