@@ -1,8 +1,7 @@
 """Speed at each precision, in one run: indexing throughput, text-query latency, cold CLI queries, parity.
 
-For `random:ViT-B-32` (exported to ONNX here) and `conse`:
-- the parity gate's figures for each variant (fp32, int8, int8-static, bf16 where the CPU has it) and the
-  variant `auto` picks on this CPU;
+For `random:ViT-B-32` (exported to ONNX here) and `conse` (fp32 only):
+- the parity gate's figures for int8 (`pixquery.models.precision`) and what `auto` picks;
 - images/s of the model forward alone (preprocessed batches) and of the full `pixquery index` pipeline
   (discover, hash, decode, preprocess, embed, store) at each precision;
 - ViT-B-32 text-query ms, in-process, one query at a time and spaced apart: padded to 77 tokens at fp32,
@@ -39,12 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cold_query import build_index, cold_query_ms, floor_ms, load_average  # noqa: E402
 
 from pixquery import Library  # noqa: E402
-from pixquery.cpu import cpu_flags, cpu_name  # noqa: E402
 from pixquery.media.decode import open_image  # noqa: E402
-from pixquery.models import parity  # noqa: E402
-from pixquery.models.precision import TowerPrecision  # noqa: E402
+from pixquery.models import precision as gate  # noqa: E402
+from pixquery.models.onnx_backend import OnnxEncoder  # noqa: E402
 
-PRECISIONS = ("fp32", "int8", "int8-static")
 TEXT_QUERIES = (
     "a red car",
     "a dog running on the beach",
@@ -94,41 +91,30 @@ def pipeline_images_per_s(encoder: Any, photos: Path, index: Path, n: int, **opt
     return n / seconds
 
 
-def gate_figures(report: parity.GateReport) -> dict[str, Any]:
-    """The parity figures of each variant (pair = both towers at that precision, where the model has it)."""
-    out: dict[str, Any] = {}
-    for precision in dict.fromkeys([*report.image, *report.text]):
-        image, text = report.image.get(precision), report.text.get(precision)
-        text_p = precision if precision in report.text else "fp32"
-        image_p = precision if precision in report.image else "fp32"
-        out[precision] = {
-            "image_min_cosine": image.min_cosine if image else None,
-            "text_min_cosine": text.min_cosine if text else None,
-            "top10_overlap": report.pairs.get(report.pair_key(text_p, image_p)),
-            "passes": report.variant_passes(precision),
-            "gate_images_per_s": image.images_per_s if image else None,
-            "gate_query_ms": text.query_ms if text else None,
-            "error": (image and image.error) or (text and text.error) or None,
-        }
-    return out
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else ():
+        if line.lower().startswith("model name"):
+            return line.partition(":")[2].strip()
+    import platform
+
+    return platform.processor() or platform.machine()
 
 
 def measure_model(name: str, encoder: Any, photos: Path, n: int, work: Path) -> dict[str, Any]:
-    """Gate, forward and pipeline figures of one model at each precision."""
-    print(f"\n== {name}: parity gate (probe set: demo photos + ShapesWorld scenes, photo queries + captions)")
-    report = parity.run_gate(encoder, use_cache=False)
-    figures = gate_figures(report)
-    for precision, fig in figures.items():
-        print(f"  {precision:12s} {json.dumps(fig)}")
-    print(f"  auto picks: {report.choice}  (gate took {report.seconds:.0f} s)")
+    """Gate, forward and pipeline figures of one model at each precision it has."""
+    figures: dict[str, Any] = {"fp32": {"passes": True}}
+    auto = "fp32"
+    if isinstance(encoder, OnnxEncoder):
+        print(f"\n== {name}: parity gate (probes: demo photos and their views, photo queries)")
+        report = gate.build_int8(encoder)
+        figures["int8"] = {**report.to_dict(), "passes": report.passed}
+        auto = "int8" if report.passed else "fp32"
+        print(f"  {report.summary()}  (built and judged in {report.seconds:.0f} s)")
     paths = sorted(photos.iterdir())[:32]
-    batch = np.stack([encoder.preprocess(open_image(p, target_size=getattr(encoder, "decode_size", None)
-                                                    or encoder.image_size)) for p in paths])
+    batch = np.stack([encoder.preprocess(open_image(p, target_size=encoder.decode_size)) for p in paths])
     rows: dict[str, Any] = {}
-    for precision in PRECISIONS:
-        if precision not in encoder.image_precisions:
-            continue
-        sibling = encoder.at_precision(TowerPrecision(precision, precision))
+    for precision in figures:
+        sibling = encoder.at_precision(precision) if isinstance(encoder, OnnxEncoder) else encoder
         forward = forward_images_per_s(sibling, batch, 32)
         pipeline = pipeline_images_per_s(sibling, photos, work / f"index-{name}-{precision}", n)
         rows[precision] = {
@@ -143,7 +129,7 @@ def measure_model(name: str, encoder: Any, photos: Path, n: int, work: Path) -> 
     return {
         "precisions": rows,
         "parity": figures,
-        "auto_choice": report.choice,
+        "auto_choice": auto,
         "fp32_forward_images_per_s": fp32_forward,
         "best_precision": best,
         "best_pipeline_images_per_s": usable[best]["pipeline_images_per_s"],
@@ -153,8 +139,8 @@ def measure_model(name: str, encoder: Any, photos: Path, n: int, work: Path) -> 
 
 def text_query_ms(encoder: Any) -> dict[str, float]:
     """One query at a time, 50 ms apart, median over queries and rounds: padded fp32, real-length fp32, int8."""
-    fp32 = encoder.at_precision(TowerPrecision("fp32", "fp32"))
-    int8 = encoder.at_precision(TowerPrecision("fp32", "int8"))
+    fp32 = encoder.at_precision("fp32")
+    int8 = encoder.at_precision("int8")
     tower, tokenizer, _ = fp32._text_tower()
 
     def padded(text: str) -> np.ndarray:
@@ -196,19 +182,16 @@ def cold_queries(spec: str, dim: int, work: Path, precisions: list[str], repeats
 
 def sweep(encoder: Any, photos: Path, precision: str, work: Path, n: int) -> dict[str, Any]:
     """Threads and batch size for the forward, decode workers and batch size for the pipeline."""
-    from pixquery.models.onnx_backend import OnnxEncoder
-
     paths = sorted(photos.iterdir())[:32]
     batch = np.stack([encoder.preprocess(open_image(p, target_size=encoder.image_size)) for p in paths])
     out: dict[str, Any] = {"forward": {}, "pipeline": {}}
     for threads in (1, 2):
-        sibling = OnnxEncoder(encoder.name, encoder.model_dir, threads=threads, precision=precision,
-                              calibration_size=encoder.calibration_size)
+        sibling = OnnxEncoder(encoder.name, encoder.model_dir, threads=threads).at_precision(precision)
         for size in (8, 32):
             ips = forward_images_per_s(sibling, batch, size)
             out["forward"][f"threads={threads},batch={size}"] = round(ips, 2)
             print(f"  forward {precision} threads={threads} batch={size}: {ips:.2f} img/s")
-    sibling = encoder.at_precision(TowerPrecision(precision, precision))
+    sibling = encoder.at_precision(precision)
     for workers in (1, 2, 4):
         for size in (16, 32):
             ips = pipeline_images_per_s(sibling, photos, work / f"sweep-{workers}-{size}", n,
@@ -222,7 +205,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=64, help="images indexed per ViT-B-32 pipeline run")
     parser.add_argument("--conse-n", type=int, default=300, help="images indexed per conse pipeline run")
-    parser.add_argument("--calibration", type=int, default=32, help="int8-static calibration images (ViT-B-32)")
     parser.add_argument("--model-dir", type=Path, default=None, help="an existing random:ViT-B-32 export")
     parser.add_argument("--repeats", type=int, default=5, help="cold CLI runs per configuration")
     parser.add_argument("--no-conse", action="store_true")
@@ -231,19 +213,17 @@ def main() -> None:
     warnings.simplefilter("ignore")  # random weights warn that results are meaningless; speed is what counts
 
     started = time.perf_counter()
-    figures: dict[str, Any] = {"cpu": cpu_name(), "cpu_flags": cpu_flags(), "load_average_start": load_average()}
-    print(f"cpu: {figures['cpu']}  flags: {figures['cpu_flags']}  load: {figures['load_average_start']}")
+    figures: dict[str, Any] = {"cpu": cpu_name(), "load_average_start": load_average()}
+    print(f"cpu: {figures['cpu']}  load: {figures['load_average_start']}")
     work = Path(tempfile.mkdtemp(prefix="pixquery-speed-"))
     try:
-        from pixquery.models.onnx_backend import OnnxEncoder
-
         model_dir = args.model_dir
         if model_dir is None:
             from pixquery.models.export import export_onnx
 
             model_dir = export_onnx("random:ViT-B-32", work / "vit-b-32")
         spec = f"onnx:{model_dir}"
-        encoder = OnnxEncoder(spec, model_dir, calibration_size=args.calibration)
+        encoder = OnnxEncoder(spec, model_dir)
         photos = write_photos(work / "photos", max(args.n, 32))
         vit = measure_model("ViT-B-32", encoder, photos, max(args.n, 32), work)
         print("\n== ViT-B-32 text queries (in-process, one at a time)")
@@ -258,7 +238,7 @@ def main() -> None:
         if not args.no_conse:
             from pixquery.models.conse import ConSEEncoder
 
-            conse = ConSEEncoder(calibration_size=200)
+            conse = ConSEEncoder()
             conse_photos = write_photos(work / "conse-photos", args.conse_n, seed=1)
             figures["conse"] = measure_model("conse", conse, conse_photos, args.conse_n, work)
     finally:
@@ -274,7 +254,7 @@ def main() -> None:
         "speedup_vs_fp32_forward": vit["speedup_vs_fp32_forward"],
         "text_query_ms": vit["text_query_ms"],
         "cold_cli_query_ms": vit["cold_cli_query_ms"],
-        "parity_top10_overlap": {p: f["top10_overlap"] for p, f in vit["parity"].items()},
+        "parity_top10_overlap": {p: f.get("top10_overlap", 1.0) for p, f in vit["parity"].items()},
         "auto_choice": vit["auto_choice"],
         **figures,
     }

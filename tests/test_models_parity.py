@@ -95,6 +95,9 @@ def test_export_is_the_immich_layout_with_dynamic_axes(exported, arch: str) -> N
         assert (out / name).is_file(), name
     config = json.loads((out / "config.json").read_text())
     assert config["embed_dim"] == torch_encoder.dim
+    # a transformers model crops as transformers does, and its export says so (immich's files lack the key)
+    preprocess = json.loads((out / "visual" / "preprocess_cfg.json").read_text())
+    assert preprocess["crop_rounding"] == onnx_encoder.preprocess_cfg.crop_rounding == "floor"
     assert config["vision_cfg"]["image_size"] == torch_encoder.image_size
     assert config["text_cfg"]["context_length"] == torch_encoder.context_length
     visual = onnx.load(str(out / "visual" / "model.onnx"), load_external_data=False).graph

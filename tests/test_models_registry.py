@@ -1,4 +1,5 @@
-"""Model specs resolve to the right backend: random:, transformers checkpoints, open_clip; weights lookup."""
+"""Model specs resolve to the right backend (one row of facts each): random:, transformers checkpoints, open_clip;
+precision requests each backend can or cannot honour; weights lookup."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pixquery.models.base import Encoder, ModelError
-from pixquery.models.registry import load_encoder, split_spec
+from pixquery.models.base import PRECISIONS, Encoder, EncoderBase, ModelError
+from pixquery.models.registry import BACKENDS, backend_of, known_specs, load_encoder, split_spec
 from pixquery.models.weights import cache_root, missing_files, offline_reason, resolve_model_dir
 
 
@@ -24,8 +25,50 @@ def test_specs_route_to_their_backends(tmp_path: Path) -> None:
     (tmp_path / "visual").mkdir()
     (tmp_path / "visual" / "model.onnx").write_bytes(b"")
     assert split_spec(str(tmp_path)) == ("onnx", str(tmp_path))
-    with pytest.raises(ModelError, match="unknown model spec"):
+    with pytest.raises(ModelError, match="unknown model spec 'nonsense' .not a model name"):
         split_spec("nonsense")
+    with pytest.raises(ModelError, match=r"unknown model spec 'clip:ViT-B-32' \(unknown prefix 'clip:'\).*immich:"):
+        split_spec("clip:ViT-B-32")
+    with pytest.raises(ModelError, match="'random:' names no model after the prefix; e.g. --model random:ViT-B-32"):
+        split_spec("random:")
+    with pytest.raises(ModelError, match="empty model spec"):
+        split_spec("  ")
+    assert split_spec("mini") == ("mini", "") and split_spec("conse:lite1") == ("conse", "lite1")
+
+
+def test_one_row_per_backend_holds_its_facts() -> None:
+    import importlib
+
+    for prefix, row in BACKENDS.items():
+        assert row.prefix == prefix and row.description and row.examples
+        assert set(row.precisions) <= set(PRECISIONS) and "fp32" in row.precisions
+        assert callable(getattr(importlib.import_module(row.module), row.loader))  # modules import without torch
+        assert ("int8" in row.precisions) == (not row.fp32_only)  # fp32-only rows say why
+        assert row.install_hint.startswith("pip install")
+    assert {p for p, row in BACKENDS.items() if "int8" in row.precisions} == {"mini", "onnx", "immich"}
+    assert {p for p, row in BACKENDS.items() if row.extra is None} == {"mini", "onnx", "immich"}
+    assert backend_of("random:tiny") is BACKENDS["random"] and backend_of("openai/clip-vit-base-patch32").prefix == "hf"
+
+
+def test_known_specs_serve_a_did_you_mean() -> None:
+    import difflib
+
+    specs = known_specs()
+    assert {"mini", "conse", "random:ViT-B-32", "random:tiny-siglip", "immich:ViT-B-32__openai"} <= set(specs)
+    assert len(specs) == len(set(specs))
+    assert difflib.get_close_matches("random:ViT-B32", specs, n=1) == ["random:ViT-B-32"]
+    assert difflib.get_close_matches("imich:ViT-B-32__openai", specs, n=1) == ["immich:ViT-B-32__openai"]
+
+
+def test_precision_requests_each_backend_cannot_honour_are_refused() -> None:
+    with pytest.raises(ModelError, match="unknown precision 'bf16'; use one of fp32, int8, auto"):
+        load_encoder("mini", precision="bf16")
+    with pytest.raises(ModelError, match=r"random:tiny runs in torch, at fp32 only.*pixquery export-onnx random:tiny"):
+        load_encoder("random:tiny", precision="int8")
+    with pytest.raises(ModelError, match="conse runs at fp32 only: dynamic int8 does not speed up"):
+        load_encoder("conse", precision="int8")
+    with pytest.raises(ModelError, match="runs in torch, at fp32 only"):
+        load_encoder("openai/clip-vit-base-patch32", precision="int8")
 
 
 def test_weights_cache_location_and_offline_switches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -107,9 +150,12 @@ def test_random_tiny_warns_is_meaningless_and_is_seeded() -> None:
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     with pytest.warns(UserWarning, match="meaningless"):
-        enc = load_encoder("random:tiny")
-    assert isinstance(enc, Encoder) and enc.meaningless and enc.name == "random:tiny"
-    assert (enc.dim, enc.image_size) == (32, 32)
+        enc = load_encoder("random:tiny", precision="auto")  # auto on an fp32-only backend: fp32
+    assert isinstance(enc, Encoder) and isinstance(enc, EncoderBase)
+    assert enc.meaningless and enc.name == "random:tiny"
+    assert (enc.dim, enc.image_size, enc.decode_size, enc.context_length, enc.precision) == (32, 32, 32, 32, "fp32")
+    # real token counts from its tokenizer (specials included), capped at the context length
+    np.testing.assert_array_equal(enc.token_lengths(["a cat", "cat " * 100]), [4, 32])  # <sot> a cat <eot>
     img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8))
     a = enc.encode_images([img])
     texts = enc.encode_texts(["a cat", "a dog"])
@@ -169,6 +215,9 @@ def test_local_transformers_checkpoint_loads_and_matches_the_same_weights(tmp_pa
     np.testing.assert_array_equal(hf.token_ids(texts), rnd.token_ids(texts))
     np.testing.assert_allclose(hf.encode_texts(texts), rnd.encode_texts(texts), atol=1e-6)
     np.testing.assert_array_equal(hf.token_lengths(texts), rnd.token_lengths(texts))
+    assert isinstance(hf, EncoderBase) and hf.context_length == rnd.context_length and hf.precision == "fp32"
+    # transformers' own crop, recorded so that an export keeps it
+    assert hf.preprocess_cfg.crop_rounding == rnd.preprocess_cfg.crop_rounding == "floor"
 
 
 def test_transformers_offline_error_names_the_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,33 +1,28 @@
-"""Precision variants, the parity gate, real-length text queries and an index's precision record.
+"""An index's one precision: int8 variants built once with their parity gate, the cached verdict, auto, errors.
 
 Two small models keep this quick: `random:tiny` exported to ONNX (a real CLIP-family graph with a causal text
 tower, for the real-length test) and a "linear" model in the same layout whose towers are one projection each
-(what dominates a CLIP tower: MatMuls), on which dynamic int8 is accurate enough for the gate to accept it.
+(what dominates a CLIP tower: MatMuls), on which dynamic int8 is accurate enough for the gate to pass.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pixquery.api import Library
-from pixquery.cpu import parse_cpuinfo
 from pixquery.errors import ModelMismatchError
-from pixquery.models import parity
+from pixquery.models import precision
 from pixquery.models.base import ModelError
 from pixquery.models.onnx_backend import OnnxEncoder
-from pixquery.models.precision import (
-    PrecisionUnavailable,
-    TowerPrecision,
-    parse_precision,
-    precision_options,
-    variant_path,
-)
 from pixquery.models.preprocess import load_preprocess_cfg
+from pixquery.models.registry import load_encoder
 from tests.conftest import write_jpegs
 
 onnx = pytest.importorskip("onnx")
@@ -121,66 +116,60 @@ def break_quantization(variant: Path, seed: int = 0) -> None:
     onnx.save(model, str(variant))
 
 
-# --- cpu flags and precision names ---------------------------------------------------------------------------
+def forbid_building(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From here on, quantising or running the gate fails the test: only the cached record may be read."""
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the int8 variants were built or the gate ran again")
+
+    monkeypatch.setattr(precision, "quantize", fail)
+    monkeypatch.setattr(precision, "measure", fail)
 
 
-def test_cpu_flags_from_cpuinfo() -> None:
-    x86 = "processor: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni amx_tile amx_int8\n"
-    flags = parse_cpuinfo(x86)
-    assert flags["avx2"] and flags["avx512_vnni"] and flags["amx"]
-    assert not flags["avx512_bf16"] and not flags["arm_bf16"]
-    arm = "processor: 0\nFeatures\t: fp asimd asimddp bf16 i8mm\n"
-    flags = parse_cpuinfo(arm)
-    assert flags["arm_bf16"] and flags["arm_i8mm"] and not flags["avx2"]
-    assert not any(parse_cpuinfo("").values())
+# --- int8 variants and the gate, built once ---------------------------------------------------------------------
 
 
-def test_parse_precision_forms(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert parse_precision("int8") == TowerPrecision("int8", "int8")
-    assert parse_precision("image=int8-static,text=fp32") == TowerPrecision("int8-static", "fp32")
-    assert parse_precision("auto") == "auto"
-    monkeypatch.delenv("PIXQUERY_PRECISION", raising=False)
-    assert parse_precision(None) == TowerPrecision()
-    monkeypatch.setenv("PIXQUERY_PRECISION", "int8")
-    assert parse_precision(None) == TowerPrecision("int8", "int8")
-    with pytest.raises(ModelError, match="unknown precision"):
-        parse_precision("int4")
-    # torch models run fp32 only: asking for int8 is an error, not silently ignored
-    with pytest.raises(ModelError, match="ONNX models"):
-        precision_options("random:tiny", "int8")
-    assert precision_options("random:tiny", "fp32") == {}
-    assert precision_options("mini", "int8") == {"precision": "int8"}
-
-
-def test_bf16_is_refused_where_the_runtime_cannot_run_it(linear_dir: Path) -> None:
-    import platform
-
-    from pixquery.cpu import has_bf16
-
-    if platform.machine().lower() in ("aarch64", "arm64") and has_bf16():
-        pytest.skip("this ARM CPU runs bf16")
-    encoder = OnnxEncoder("onnx:linear", linear_dir, precision="bf16")
-    with pytest.raises(PrecisionUnavailable, match="bf16"):
-        encoder.encode_texts(["a red car"])
-
-
-# --- variants ------------------------------------------------------------------------------------------------
-
-
-def test_int8_variant_is_built_once_and_rebuilt_when_the_source_changes(linear_dir: Path) -> None:
-    source = linear_dir / "visual" / "model.onnx"
+def test_int8_is_built_once_with_its_gate_and_the_verdict_is_cached_beside_it(
+    linear_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoder = OnnxEncoder("onnx:linear", linear_dir, precision="int8")
+    assert precision.gate_report(encoder) is None  # nothing built yet
+    assert encoder.precision == "int8"
     root = linear_dir / "precision"
-    first = variant_path(source, root, "visual", "int8")
-    assert first == root / "visual-int8.onnx" and first.is_file()
-    assert first.stat().st_size < source.stat().st_size / 2  # int8 weights: a quarter of fp32, plus scales
-    built_at = first.stat().st_mtime_ns
-    assert variant_path(source, root, "visual", "int8").stat().st_mtime_ns == built_at  # cached
+    assert (root / "textual-int8.onnx").is_file()  # its weights are mostly an embedding table: a Gather, kept
+    variant = root / "visual-int8.onnx"  # one MatMul: int8 weights, a quarter of fp32's
+    assert variant.is_file() and variant.stat().st_size < (linear_dir / "visual" / "model.onnx").stat().st_size / 2
+    saved = json.loads((root / "gate.json").read_text())
+    import onnxruntime
+
+    assert saved["passed"] is True and saved["key"]["onnxruntime"] == onnxruntime.__version__
+    assert saved["probes"] == {"images": 63, "texts": 30}  # 21 demo photos x 3 views, the queries file
+    assert saved["image"]["min_cosine"] >= precision.MIN_COSINE and saved["text"]["min_cosine"] >= precision.MIN_COSINE
+    assert saved["top10_overlap"] >= precision.MIN_TOP10_OVERLAP
+    assert saved["thresholds"] == {"min_cosine": 0.99, "min_top10_overlap": 0.95, "top_k": 10}
+    report = precision.gate_report(encoder)
+    assert report is not None and report.passed and report.to_dict() == saved
+    assert report.summary().startswith("int8 passes: min cosine to fp32: image 0.9")
+
+    built = {p.name: p.stat().st_mtime_ns for p in root.glob("*-int8.onnx")}
+    forbid_building(monkeypatch)
+    again = OnnxEncoder("onnx:linear", linear_dir, precision="auto")
+    assert again.precision == "int8"  # read from the cached record
+    assert again.encode_texts(["a red car"]).shape == (1, again.dim)
+    assert {p.name: p.stat().st_mtime_ns for p in root.glob("*-int8.onnx")} == built
+
+
+def test_a_changed_model_is_built_and_judged_again(linear_dir: Path) -> None:
+    encoder = OnnxEncoder("onnx:linear", linear_dir, precision="int8")
+    assert encoder.precision == "int8"
+    source = linear_dir / "visual" / "model.onnx"
     source.write_bytes(source.read_bytes())  # same graph, new mtime: the record no longer matches
-    assert variant_path(source, root, "visual", "int8").stat().st_mtime_ns != built_at
-    assert variant_path(source, root, "visual", "fp32") == source
+    assert precision.gate_report(encoder) is None
+    assert OnnxEncoder("onnx:linear", linear_dir, precision="int8").precision == "int8"
+    assert precision.gate_report(encoder).key["visual"] == precision.fingerprint(source)
 
 
-def test_int8_encoder_runs_the_variant_close_to_fp32(linear_dir: Path, jpeg_folder: Path) -> None:
+def test_int8_encoder_runs_the_variants_close_to_fp32(linear_dir: Path, jpeg_folder: Path) -> None:
     from PIL import Image
 
     images = [Image.open(p).convert("RGB") for p in sorted(jpeg_folder.iterdir())[:6]]
@@ -189,64 +178,64 @@ def test_int8_encoder_runs_the_variant_close_to_fp32(linear_dir: Path, jpeg_fold
     cos = np.sum(fp32.encode_images(images) * int8.encode_images(images), axis=1)
     assert cos.min() > 0.99
     assert int8._visual is not None and int8._visual.path.name == "visual-int8.onnx"
+    int8.encode_texts(["a red car"])
+    assert int8._textual is not None and int8._textual.path.name == "textual-int8.ready.onnx"
+    assert fp32.precision == "fp32" and precision.gate_report(fp32) is not None  # shared beside the model
 
 
-# --- the parity gate -----------------------------------------------------------------------------------------
+def test_auto_takes_int8_when_the_gate_passes_and_fp32_when_it_fails(
+    linear_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load_encoder(f"onnx:{linear_dir}", precision="auto").precision == "int8"
+    forbid_building(monkeypatch)  # a stricter threshold re-judges the cached figures; nothing is measured again
+    monkeypatch.setattr(precision, "MIN_COSINE", 1.01)  # no variant reaches a cosine above 1
+    auto = load_encoder(f"onnx:{linear_dir}", precision="auto")
+    assert auto.precision == "fp32"
+    report = precision.gate_report(auto)
+    assert report is not None and not report.passed and report.image.min_cosine > 0.99
+    assert "fails (image cosine" in report.summary()
+    with pytest.raises(ModelError, match="at int8 fails the parity gate.*Use precision fp32"):
+        _ = load_encoder(f"onnx:{linear_dir}", precision="int8").precision
 
 
-def test_gate_accepts_a_good_variant(linear_dir: Path) -> None:
-    encoder = OnnxEncoder("onnx:linear", linear_dir)
-    report = parity.run_gate(encoder, ["int8"], ["int8"])
-    assert report.image["int8"].min_cosine >= parity.MIN_COSINE
-    assert report.text["int8"].min_cosine >= parity.MIN_COSINE
-    assert report.pairs["text=int8,image=int8"] >= parity.MIN_TOP10_OVERLAP
-    assert report.variant_passes("int8") and report.passes("fp32", "int8")  # cross-precision check too
-    assert report.image["int8"].images_per_s > 0 and report.text["int8"].query_ms > 0
-    saved = json.loads((linear_dir / "precision" / "gate.json").read_text())
-    stored = next(iter(saved["reports"].values()))
-    assert set(stored["cpu_flags"]) >= {"avx2", "avx512_vnni", "avx512_bf16", "amx"}
-    assert stored["pairs"] == report.pairs
-    assert parity.cached_report(encoder) == report  # measured once, then read back
-
-
-def test_gate_rejects_a_broken_variant_and_auto_falls_back_to_fp32(linear_dir: Path) -> None:
-    encoder = OnnxEncoder("onnx:linear", linear_dir)
+def test_the_gate_catches_a_broken_quantisation(linear_dir: Path) -> None:
+    encoder = OnnxEncoder("onnx:linear", linear_dir, precision="int8")
+    assert encoder.precision == "int8"
     for tower in ("visual", "textual"):
-        break_quantization(variant_path(linear_dir / tower / "model.onnx", encoder.variant_root, tower, "int8"))
-    report = parity.run_gate(encoder, ["int8"], ["int8"])
-    assert report.image["int8"].min_cosine < parity.MIN_COSINE
-    assert not report.variant_passes("int8")
-    assert not report.passes("fp32", "int8") and not report.passes("int8", "fp32")
-    assert report.choice == {"image": "fp32", "text": "fp32"}
+        break_quantization(precision.int8_graph(encoder.variant_root, tower))
+    image, text, overlap, probes = precision.measure(encoder.at_precision("fp32"), encoder.at_precision("int8"))
+    assert image.min_cosine < precision.MIN_COSINE and overlap < precision.MIN_TOP10_OVERLAP
+    report = precision.GateReport(image, text, overlap, probes, key={}, seconds=0.0)
+    assert not report.passed and len(report.failures) == 2
 
 
-def test_auto_falls_back_to_fp32_when_nothing_can_pass(linear_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(parity, "MIN_COSINE", 1.01)  # no variant reaches a cosine above 1
-    encoder = OnnxEncoder("onnx:linear", linear_dir, precision="auto")
-    monkeypatch.setattr(encoder, "image_precisions", ("fp32", "int8"))  # keep the measured set small
-    monkeypatch.setattr(encoder, "text_precisions", ("fp32", "int8"))
-    assert encoder.precision == TowerPrecision("fp32", "fp32")
-    report = parity.cached_report(encoder)
-    assert report is not None and report.passing == []  # fp32/fp32 is the reference, never a candidate
-    assert report.image["int8"].min_cosine > 0.99  # a good variant, refused only by the threshold
+def test_without_the_onnx_package_auto_is_fp32_and_int8_says_what_to_install(
+    linear_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now fails
+    assert OnnxEncoder("onnx:linear", linear_dir, precision="auto").precision == "fp32"
+    with pytest.raises(precision.PrecisionUnavailable, match="needs the onnx package: pip install onnx"):
+        _ = OnnxEncoder("onnx:linear", linear_dir, precision="int8").precision
+    assert not (linear_dir / "precision" / "gate.json").exists()
 
 
-def test_choice_takes_the_fastest_passing_variant() -> None:
-    figures = parity.TowerFigures
-    report = parity.GateReport(
-        cpu_key="x",
-        cpu_flags={},
-        fingerprint={},
-        thresholds=parity.Thresholds(),
-        image={"fp32": figures(images_per_s=10), "int8": figures(images_per_s=30),
-               "int8-static": figures(images_per_s=40)},
-        text={"fp32": figures(query_ms=30), "int8": figures(query_ms=10), "int8-static": figures(query_ms=9)},
-        passing=["text=fp32,image=int8", "text=int8,image=int8", "text=int8,image=fp32"],
-    )
-    # int8-static is fastest but fails; int8 passes with both text precisions, int8 text is faster
-    assert parity.choose(report) == TowerPrecision("int8", "int8")
-    report.image["int8"].images_per_s = 10.5  # within MIN_GAIN of fp32: not worth an accuracy cost
-    assert parity.choose(report) == TowerPrecision("fp32", "int8")
+def test_the_shipped_model_keeps_its_variants_in_the_user_cache(tmp_path: Path, monkeypatch) -> None:
+    from pixquery.models.mini import SHIPPED_DIR
+
+    if not (SHIPPED_DIR / "visual" / "model.onnx").exists():
+        pytest.skip("no shipped mini model")
+    monkeypatch.setenv("PIXQUERY_CACHE", str(tmp_path))
+    encoder = load_encoder("mini", precision="auto")
+    assert encoder.variant_root.is_relative_to(tmp_path / "precision")
+    assert encoder.precision in ("int8", "fp32")
+    report = precision.gate_report(encoder)
+    assert report is not None and (encoder.precision == "int8") == report.passed
+    assert not (SHIPPED_DIR / "precision").exists()
+
+
+def test_unknown_precisions_are_refused(linear_dir: Path) -> None:
+    with pytest.raises(ModelError, match="unknown precision 'int8-static'"):
+        OnnxEncoder("onnx:linear", linear_dir, precision="int8-static")
 
 
 # --- real-length text queries ----------------------------------------------------------------------------------
@@ -282,47 +271,61 @@ def test_siglip_text_stays_padded(tmp_path: Path) -> None:
     assert tower.dim_size(tower.input_names[0], 1) == tokenizer.context_length
 
 
-# --- an index's precision record ----------------------------------------------------------------------------
+# --- an index's one precision ----------------------------------------------------------------------------------
 
 
-def test_precision_is_recorded_and_checked_on_open(linear_dir: Path, tmp_path: Path) -> None:
+def test_a_new_index_records_its_precision_and_keeps_it(
+    linear_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PIXQUERY_PRECISION", raising=False)
     photos = tmp_path / "photos"
     write_jpegs(photos, 12)
-    index = tmp_path / "index"
     spec = f"onnx:{linear_dir}"
-    with Library.open(index, model=spec, precision="int8") as lib:
+    with Library.open(tmp_path / "auto", model=spec) as lib:  # no precision asked: auto, and the gate passes
         assert lib.index([photos]).embed.embedded == 12
-    config = json.loads((index / "config.json").read_text())
-    assert config["extra"]["precision"] == {"image": "int8", "text": "int8"}
+    assert json.loads((tmp_path / "auto" / "config.json").read_text())["precision"] == "int8"
 
-    with Library.open(index) as lib:  # no precision asked: the recorded one
-        assert lib.encoder.precision == TowerPrecision("int8", "int8")
+    with Library.open(tmp_path / "fp32", model=spec, precision="fp32") as lib:
+        lib.index([photos])
+    assert json.loads((tmp_path / "fp32" / "config.json").read_text())["precision"] == "fp32"
+
+    forbid_building(monkeypatch)  # searching reads the cached record at most
+    with Library.open(tmp_path / "auto") as lib:
+        assert lib.encoder.precision == "int8"
         assert len(lib.search("a red car", k=5)) == 5
-
-    # fp32 text against int8 images: refused until the gate has compared the pair on this CPU
-    with Library.open(index, precision="fp32") as lib, pytest.raises(ModelMismatchError, match="not compared"):
-        _ = lib.encoder
-    parity.run_gate(OnnxEncoder(spec, linear_dir), ["int8"], ["int8"])
-    with Library.open(index, precision="fp32") as lib:
-        assert lib.encoder.precision == TowerPrecision("int8", "fp32")  # images keep the index's precision
-        assert len(lib.search("a red car", k=5)) == 5
-
-    # a broken int8 image tower: the gate finds the spaces disagree, and the pair is refused
-    encoder = OnnxEncoder(spec, linear_dir)
-    break_quantization(variant_path(linear_dir / "visual" / "model.onnx", encoder.variant_root, "visual", "int8"))
-    parity.run_gate(encoder, ["int8"], ["int8"], use_cache=False)
-    with Library.open(index, precision="fp32") as lib, pytest.raises(ModelMismatchError, match="differ"):
+    with Library.open(tmp_path / "fp32") as lib:
+        assert lib.encoder.precision == "fp32"
+    with Library.open(tmp_path / "auto", precision="fp32") as lib, pytest.raises(ModelMismatchError, match="int8"):
         _ = lib.encoder
 
 
-def test_an_index_without_a_record_is_fp32(linear_dir: Path, tmp_path: Path) -> None:
+def test_an_index_made_before_the_record_is_fp32_and_a_per_tower_record_keeps_its_images(
+    linear_dir: Path, tmp_path: Path
+) -> None:
     write_jpegs(tmp_path / "photos", 4)
     index = tmp_path / "index"
-    with Library.open(index, model=f"onnx:{linear_dir}") as lib:
+    with Library.open(index, model=f"onnx:{linear_dir}", precision="fp32") as lib:
         lib.index([tmp_path / "photos"])
     config = json.loads((index / "config.json").read_text())
-    assert config["extra"]["precision"] == {"image": "fp32", "text": "fp32"}
-    del config["extra"]["precision"]  # as an index made before precisions were recorded
+    del config["precision"]  # as an index made before precisions were recorded
     (index / "config.json").write_text(json.dumps(config))
     with Library.open(index) as lib:
-        assert lib.encoder.precision == TowerPrecision("fp32", "fp32")
+        assert lib.config.precision == "fp32" and lib.encoder.precision == "fp32"
+    config["extra"]["precision"] = {"image": "int8", "text": "fp32"}  # the old per-tower record
+    (index / "config.json").write_text(json.dumps(config))
+    with Library.open(index) as lib:
+        assert lib.config.precision == "int8" and "precision" not in lib.config.extra
+
+
+def test_the_precision_environment_variable_applies_to_new_indexes(
+    linear_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_jpegs(tmp_path / "photos", 3)
+    monkeypatch.setenv("PIXQUERY_PRECISION", "fp32")
+    with Library.open(tmp_path / "index", model=f"onnx:{linear_dir}") as lib:
+        lib.index([tmp_path / "photos"])
+        assert lib.config.precision == "fp32"
+    monkeypatch.setenv("PIXQUERY_PRECISION", "int8")  # an existing index keeps its own
+    with Library.open(tmp_path / "index") as lib:
+        assert lib.encoder.precision == "fp32"
+    assert os.environ["PIXQUERY_PRECISION"] == "int8"

@@ -21,16 +21,16 @@ real, meaningful, fully offline model for tests, demos and air-gapped machines; 
 
 Spec: ``conse`` or ``conse:lite0`` / ``conse:lite1`` / ``conse:lite2``. Options: ``variant``, ``top_t``,
 ``templates``, ``temperature``, ``labels`` (a vocabulary file), ``backend`` ("onnx" or "torch", image tower),
-``text_backend`` ("onnx" or "sentence-transformers"), ``threads``, ``cache_dir``, ``precision`` (the ONNX image
-tower's: fp32, int8, int8-static, auto, see `pixquery.models.precision`; the MiniLM text tower stays fp32),
-``calibration_images`` and ``calibration_size`` (int8-static's calibration set).
+``text_backend`` ("onnx" or "sentence-transformers"), ``threads``, ``cache_dir``.
 
-The image tower's session is created on first use, so a text query never loads the classifier.
+It runs at fp32 only: dynamic int8 does not speed up EfficientNet in ONNX Runtime (measured, batch 32, 2 threads:
+130 images/s at fp32 and with its MatMuls quantised, 10 with its convolutions quantised too), so the registry
+row says fp32 and an int8 request is refused there. The image tower's session is created on first use, so a
+text query never loads the classifier.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import importlib
 import os
@@ -45,24 +45,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from pixquery.models.base import ModelError, l2_normalize
+from pixquery.models.base import EncoderBase, ModelError, l2_normalize
 from pixquery.models.conse_text import (
     TEXT_DIM,
     TEXT_MODEL_ID,
     TextEncoder,
     legacy_exporter_options,
     load_text_encoder,
-)
-from pixquery.models.precision import (
-    DEFAULT_CALIBRATION_SIZE,
-    PRECISIONS,
-    Feeds,
-    TowerPrecision,
-    fingerprint,
-    parse_precision,
-    session_config,
-    variant_path,
-    variant_signature,
 )
 
 # Defaults chosen by measurement on benchmarks/data/real_photos_queries.json (table in benchmarks/README.md):
@@ -128,15 +117,12 @@ _IMAGE_BATCH = 32  # images per forward pass in encode_images: bounds memory, ke
 
 
 def cache_root(override: str | Path | None = None) -> Path:
-    """Where ConSE caches label banks and ONNX files: `override`, $PIXQUERY_CACHE/conse or the user cache."""
+    """Where ConSE caches label banks and ONNX files: `override`, else `conse/` in pixquery's cache."""
     if override is not None:
         return Path(override).expanduser()
-    env = os.environ.get("PIXQUERY_CACHE")
-    if env:
-        return Path(env).expanduser() / "conse"
-    from platformdirs import user_cache_dir
+    from pixquery.models.weights import cache_root as pixquery_cache
 
-    return Path(user_cache_dir("pixquery")) / "conse"
+    return pixquery_cache() / "conse"
 
 
 def default_labels() -> list[str]:
@@ -308,14 +294,14 @@ class OnnxImageTower:
 
     backend = "onnx"
 
-    def __init__(self, onnx_path: Path, threads: int | None = None, config: dict[str, str] | None = None) -> None:
+    def __init__(self, onnx_path: Path, threads: int | None = None) -> None:
         import onnxruntime as ort
 
         from pixquery.models.onnx_backend import session_options
 
         self.path = onnx_path
         self._session = ort.InferenceSession(
-            str(onnx_path), session_options(threads, config), providers=["CPUExecutionProvider"]
+            str(onnx_path), session_options(threads), providers=["CPUExecutionProvider"]
         )
         self._input = self._session.get_inputs()[0].name
 
@@ -357,33 +343,16 @@ def image_onnx_path(variant: Variant, cache_dir: Path) -> Path:
     return onnx_path
 
 
-def load_image_tower(
-    variant: Variant,
-    backend: str,
-    cache_dir: Path,
-    threads: int | None = None,
-    precision: str = "fp32",
-    calibration: Feeds | None = None,
-    calibration_size: int = DEFAULT_CALIBRATION_SIZE,
-):
-    """Build the image tower for `backend` ("onnx": export once and cache, then onnxruntime; "torch").
-
-    `precision` picks the ONNX graph (a quantised variant is built once next to the export); torch is fp32 only.
-    """
+def load_image_tower(variant: Variant, backend: str, cache_dir: Path, threads: int | None = None):
+    """Build the image tower for `backend` ("onnx": export once and cache, then onnxruntime; "torch")."""
     if backend == "onnx":
-        onnx_path = image_onnx_path(variant, cache_dir)
-        root = cache_dir / "precision" / onnx_path.stem
-        options = {"calibration_size": calibration_size} if precision == "int8-static" else None
-        path = variant_path(onnx_path, root, "visual", precision, calibration, options)
-        return OnnxImageTower(path, threads, session_config(precision))
+        return OnnxImageTower(image_onnx_path(variant, cache_dir), threads)
     if backend == "torch":
-        if precision != "fp32":
-            raise ModelError(f"the torch conse image tower runs fp32 only, not {precision}; use backend onnx")
         return TorchImageTower(variant, threads)
     raise ModelError(f"unknown conse backend {backend!r}; use onnx or torch")
 
 
-class ConSEEncoder:
+class ConSEEncoder(EncoderBase):
     """The ConSE encoder: images and texts into all-MiniLM-L6-v2's 384-d space (see the module docstring)."""
 
     dim = TEXT_DIM
@@ -399,17 +368,12 @@ class ConSEEncoder:
         text_backend: str = DEFAULT_TEXT_BACKEND,
         threads: int | None = None,
         cache_dir: str | Path | None = None,
-        precision: str | TowerPrecision | None = None,
-        calibration_images: Sequence[str | Path] | None = None,
-        calibration_size: int = DEFAULT_CALIBRATION_SIZE,
     ) -> None:
         if variant not in VARIANTS:
             raise ModelError(f"unknown conse variant {variant!r}; use one of {', '.join(VARIANTS)}")
         self._variant = VARIANTS[variant]
         self.name = f"conse:{variant}"
         self.image_size = self._variant.image_size
-        # The centre crop keeps S/(S+32) of the short side: JPEGs must be decoded at least this large.
-        self.decode_size = self.image_size + CROP_PADDING
         self.top_t = NUM_CLASSES if top_t == "all" else int(top_t)
         if not 1 <= self.top_t <= NUM_CLASSES:
             raise ModelError(f"conse top_t must be between 1 and {NUM_CLASSES} (or 'all'), not {top_t!r}")
@@ -428,74 +392,29 @@ class ConSEEncoder:
             raise ModelError(f"unknown conse backend {backend!r}; use onnx or torch")
         self.backend = backend
         self.threads = threads
-        self.image_precisions = PRECISIONS if backend == "onnx" else ("fp32",)
-        self._requested_precision = parse_precision(precision)
-        self._precision: TowerPrecision | None = None
-        self.calibration_images = list(calibration_images or [])
-        self.calibration_size = int(calibration_size)
         self._lock = threading.Lock()
         self._image_tower: Any = None
 
-    # -- precision (image tower only: MiniLM stays fp32) -------------------------------------------------------
-
-    text_precisions = ("fp32",)
+    @property
+    def decode_size(self) -> int:
+        """The centre crop keeps S/(S+32) of the short side: JPEGs must be decoded at least this large."""
+        return self.image_size + CROP_PADDING
 
     @property
-    def precision(self) -> TowerPrecision:
-        """The image tower's precision (text is always fp32); "auto" is resolved by the parity gate."""
-        if self._precision is None:
-            if self._requested_precision == "auto":
-                from pixquery.models.parity import auto_precision
+    def context_length(self) -> int:
+        """Most tokens MiniLM reads (sentence-transformers' max_seq_length; longer texts are truncated)."""
+        return self.text.max_tokens
 
-                self._precision = auto_precision(self)
-            else:
-                assert isinstance(self._requested_precision, TowerPrecision)
-                self._precision = TowerPrecision(image=self._requested_precision.image, text="fp32")
-        return self._precision
-
-    @property
-    def variant_root(self) -> Path:
-        """Where image-tower variants and the gate report are cached."""
-        return self.cache_dir / "precision" / _weights_path(self._variant).stem
-
-    def at_precision(self, precision: TowerPrecision) -> ConSEEncoder:
-        """A sibling at another image precision, sharing the text tower and label bank."""
-        sibling = copy.copy(self)
-        sibling._precision = TowerPrecision(image=precision.image, text="fp32")
-        sibling._lock = threading.Lock()
-        sibling._image_tower = None
-        return sibling
-
-    def gate_fingerprint(self) -> dict[str, Any]:
-        """What the parity gate's verdict depends on: the fp32 export and how vectors are mixed from it."""
-        return {
-            "visual": fingerprint(image_onnx_path(self._variant, self.cache_dir)) if self.backend == "onnx" else {},
-            "label_bank": label_bank_key(self.labels, self.templates),
-            "top_t": self.top_t,
-            "temperature": self.temperature,
-            "variants": variant_signature(),
-        }
-
-    def _calibration_feeds(self) -> Any:
-        from pixquery.models.probes import calibration_images
-
-        for image in calibration_images(self.calibration_size, self.calibration_images):
-            yield {"pixels": self.preprocess(image)[None]}
+    def token_lengths(self, texts: Sequence[str]) -> np.ndarray:
+        """Token counts under MiniLM's tokenizer ([CLS] and [SEP] included, capped at `context_length`)."""
+        return self.text.token_lengths(texts)
 
     @property
     def image_tower(self) -> Any:
         """The classifier, created on first use (a text query never needs it)."""
         with self._lock:
             if self._image_tower is None:
-                self._image_tower = load_image_tower(
-                    self._variant,
-                    self.backend,
-                    self.cache_dir,
-                    self.threads,
-                    self.precision.image,
-                    self._calibration_feeds,
-                    self.calibration_size,
-                )
+                self._image_tower = load_image_tower(self._variant, self.backend, self.cache_dir, self.threads)
             return self._image_tower
 
     def preprocess(self, image: Image.Image) -> np.ndarray:

@@ -38,9 +38,15 @@ class TextEncoder(Protocol):
     """Turns texts into unit float32 rows in the MiniLM space."""
 
     backend: str
+    max_tokens: int
+    """Tokens read per text ([CLS] and [SEP] included); longer texts are truncated."""
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts; returns an (n, 384) float32 array of unit rows."""
+        ...
+
+    def token_lengths(self, texts: Sequence[str]) -> np.ndarray:
+        """Token count of each text, specials included, capped at `max_tokens`."""
         ...
 
 
@@ -77,8 +83,9 @@ class OnnxMiniLM:
 
         from pixquery.models.onnx_backend import session_options
 
+        self.max_tokens = _max_tokens(directory)
         self._tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
-        self._tokenizer.enable_truncation(_max_tokens(directory))
+        self._tokenizer.enable_truncation(self.max_tokens)
         self._tokenizer.no_padding()  # we pad per batch ourselves, to the longest text in it
         # The project's ONNX settings (no spinning idle workers, full graph optimisation).
         self._session = ort.InferenceSession(
@@ -95,6 +102,10 @@ class OnnxMiniLM:
             rows = order[start : start + _BATCH]
             out[rows] = self._forward([encodings[i] for i in rows])
         return l2_normalize(out)
+
+    def token_lengths(self, texts: Sequence[str]) -> np.ndarray:
+        """Token count of each text, specials included, capped at `max_tokens`."""
+        return np.array([len(e.ids) for e in self._tokenizer.encode_batch(list(texts))], dtype=np.int64)
 
     def _forward(self, encodings: list) -> np.ndarray:
         length = max(len(e.ids) for e in encodings)
@@ -129,6 +140,7 @@ class SentenceTransformerMiniLM:
         if threads:
             torch.set_num_threads(threads)
         self._model = SentenceTransformer(str(directory), device="cpu")
+        self.max_tokens = int(self._model.max_seq_length)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts; returns an (n, 384) float32 array of unit rows."""
@@ -138,6 +150,11 @@ class SentenceTransformerMiniLM:
             list(texts), batch_size=_BATCH, convert_to_numpy=True, normalize_embeddings=True
         )
         return l2_normalize(vectors)
+
+    def token_lengths(self, texts: Sequence[str]) -> np.ndarray:
+        """Token count of each text, specials included, capped at `max_tokens`."""
+        ids = self._model.tokenizer(list(texts), truncation=True, max_length=self.max_tokens)["input_ids"]
+        return np.array([len(row) for row in ids], dtype=np.int64)
 
 
 def legacy_exporter_options(export: Any) -> dict[str, Any]:

@@ -4,7 +4,9 @@ The layout is immich's exactly (see onnx_backend), so our exports load in immich
 Differences that stay within what immich accepts: the batch axis is dynamic (immich's exports fix it at 1),
 and a CLIP-family text tower, causal and pooled at EOS, also gets a dynamic sequence axis so a query can run
 at its real token length; SigLIP text stays padded to its fixed length. Each output `embedding` is
-L2-normalised. config.json carries a few extra keys immich ignores: family, logit_scale, logit_bias.
+L2-normalised. config.json carries a few extra keys immich ignores: family, logit_scale, logit_bias; and
+visual/preprocess_cfg.json carries `crop_rounding`, so that an export of a transformers checkpoint keeps
+transformers' centre crop (immich's own files lack the key and get open_clip's).
 """
 
 from __future__ import annotations
@@ -223,15 +225,16 @@ def check_export(
 
 
 def export_encoder(encoder: Any, out_dir: Path, opset: int = DEFAULT_OPSET, verify: bool = True) -> Path:
-    """Export an already loaded torch-backed encoder (one with `export_parts()`) to `out_dir`."""
+    """Export an already loaded torch-backed encoder (a `TorchEncoder`) to `out_dir`."""
     import torch
 
-    parts_fn = getattr(encoder, "export_parts", None)
-    if parts_fn is None:
+    from pixquery.models.torch_encoder import TorchEncoder
+
+    if not isinstance(encoder, TorchEncoder):
         raise ModelError(
             f"{encoder.name} is not a torch model; only random:, open_clip: and Hugging Face models export"
         )
-    parts = parts_fn()
+    parts = encoder.export_parts()
     write_immich_layout(
         out_dir,
         parts.image_tower,

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from pixquery.models.base import ModelError
-from pixquery.models.families import FAMILIES, Family
+from pixquery.models.families import FAMILIES, REFERENCE_CROP_ROUNDING, Family
 from pixquery.models.preprocess import PreprocessConfig
 from pixquery.models.weights import resolve_model_dir
 
@@ -36,7 +36,8 @@ def _get(obj: Any, key: str) -> Any:
 
 
 def preprocess_from_processor(processor: Any) -> PreprocessConfig:
-    """The preprocess_cfg equivalent of a transformers CLIP or SigLIP image processor."""
+    """The preprocess_cfg equivalent of a transformers CLIP or SigLIP image processor (its centre crop rounds the
+    offset down, so `crop_rounding` is "floor" and travels in the preprocess_cfg.json of an export)."""
     size, crop = getattr(processor, "size", None), getattr(processor, "crop_size", None)
     resample = getattr(processor, "resample", 3)
     interpolation = _RESAMPLE_NAMES.get(int(resample)) if resample is not None else "bicubic"
@@ -63,7 +64,8 @@ def preprocess_from_processor(processor: Any) -> PreprocessConfig:
     mean = processor.image_mean if getattr(processor, "do_normalize", True) else (0.0, 0.0, 0.0)
     std = processor.image_std if getattr(processor, "do_normalize", True) else (1.0, 1.0, 1.0)
     return PreprocessConfig.from_dict(
-        {"size": side, "mean": mean, "std": std, "interpolation": interpolation, "resize_mode": mode}
+        {"size": side, "mean": mean, "std": std, "interpolation": interpolation, "resize_mode": mode,
+         "crop_rounding": REFERENCE_CROP_ROUNDING["transformers"]}
     )
 
 
@@ -123,6 +125,10 @@ def load(rest: str, threads: int | None = None, **options: Any) -> Any:
         )
         return batch["input_ids"]
 
+    def count_tokens(texts: list[str], length: int) -> np.ndarray:
+        ids = tokenizer(texts, truncation=True, max_length=length)["input_ids"]
+        return np.array([len(row) for row in ids], dtype=np.int64)
+
     dim = int(getattr(config, "projection_dim", 0) or config.text_config.hidden_size)
     if family.name.startswith("siglip"):
         dim = int(config.text_config.projection_size or config.text_config.hidden_size)
@@ -157,4 +163,5 @@ def load(rest: str, threads: int | None = None, **options: Any) -> Any:
         model_config=model_config,
         threads=threads,
         export_tokenizer=tokenizer,
+        count_tokens=count_tokens,
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pixquery.models.base import ModelError
-from pixquery.models.onnx_backend import OnnxEncoder
+from pixquery.models.onnx_backend import ENCODER_OPTIONS, OnnxEncoder
 from pixquery.models.precision import variant_root
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data" / "mini"
@@ -38,8 +38,6 @@ def load(rest: str, threads: int | None = None, **options: Any) -> OnnxEncoder:
     directory = resolve_dir(rest)
     name = f"mini:{rest}" if rest.strip() else "mini"
     if not rest.strip() and "variant_dir" not in options:
-        # The shipped model sits in the package, which may be read-only: its precision variants go to the
-        # cache.
+        # The shipped model sits in the package, which may be read-only: its int8 variants go to the cache.
         options = {**options, "variant_dir": variant_root(directory, in_cache=True)}
-    keys = ("providers", "precision", "variant_dir", "calibration_images", "calibration_size", "fast_load")
-    return OnnxEncoder(name, directory, threads=threads, **{k: options[k] for k in keys if k in options})
+    return OnnxEncoder(name, directory, threads=threads, **{k: options[k] for k in ENCODER_OPTIONS if k in options})

@@ -12,9 +12,9 @@ Layout (what immich's exporter writes, and what `pixquery export-onnx` writes):
 Published immich exports have a fixed batch of 1; the graph says so and the encoder then loops one row at a
 time. A text graph with a dynamic sequence axis (our CLIP exports) runs each query at its real token length.
 
-`precision` picks which graph of each tower runs: the fp32 export, or an int8 variant built from it once
-(`pixquery.models.precision`); "auto" takes the fastest variant that passes the parity gate on this CPU.
-Tower sessions are created on first use, so a text query never loads the image tower.
+`precision` picks which graph of both towers runs: the fp32 export, or the int8 variants built from it once
+(`pixquery.models.precision`); "auto" takes int8 where the parity gate passed. Tower sessions are created on
+first use, so a text query never loads the image tower.
 
 This module never imports torch, transformers or open_clip, directly or indirectly: it is what queries run.
 """
@@ -24,25 +24,17 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from pixquery.models.base import ModelError, l2_normalize
+from pixquery.models.base import PRECISIONS, EncoderBase, ModelError, l2_normalize
 from pixquery.models.families import Family, detect_family, text_clean_mode
-from pixquery.models.precision import (
-    DEFAULT_CALIBRATION_SIZE,
-    PRECISIONS,
-    TowerPrecision,
-    load_ready,
-    parse_precision,
-    session_config,
-    variant_path,
-    variant_root,
-)
+from pixquery.models.precision import int8_graph, load_ready, variant_root
+from pixquery.models.precision import resolve as resolve_precision
 from pixquery.models.preprocess import ImagePreprocessor, load_preprocess_cfg
 from pixquery.models.tokenize import TextTokenizer
 
@@ -74,9 +66,8 @@ def read_json(path: Path) -> dict[str, Any]:
     return value
 
 
-def session_options(threads: int | None = None, config: dict[str, str] | None = None) -> Any:
-    """onnxruntime options: `threads` intra-op threads (default: every core), full graph optimisation, and
-    `config` session entries (e.g. a precision's fast-math switch)."""
+def session_options(threads: int | None = None) -> Any:
+    """onnxruntime options: `threads` intra-op threads (default: every core), full graph optimisation."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -86,8 +77,6 @@ def session_options(threads: int | None = None, config: dict[str, str] | None = 
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     # Decoding threads run beside the model while indexing; spinning idle ORT workers would steal their cores.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    for key, value in (config or {}).items():
-        options.add_session_config_entry(key, value)
     return options
 
 
@@ -102,7 +91,6 @@ class OnnxTower:
         path: Path,
         threads: int | None,
         providers: Sequence[str] | None = None,
-        config: dict[str, str] | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -110,7 +98,7 @@ class OnnxTower:
         try:
             self.session = ort.InferenceSession(
                 str(path),
-                sess_options=session_options(threads, config),
+                sess_options=session_options(threads),
                 providers=list(providers or ["CPUExecutionProvider"]),
             )
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/NoSuchFile classes
@@ -177,10 +165,8 @@ class OnnxTower:
         return l2_normalize(out)
 
 
-class OnnxEncoder:
+class OnnxEncoder(EncoderBase):
     """An `Encoder` over an immich-layout model directory, with the indexer's preprocessing hooks."""
-
-    meaningless = False
 
     def __init__(
         self,
@@ -188,35 +174,24 @@ class OnnxEncoder:
         model_dir: Path,
         threads: int | None = None,
         providers: Sequence[str] | None = None,
-        batch: str = "fixed",
-        precision: str | TowerPrecision | None = None,
+        precision: str = "fp32",
         variant_dir: Path | None = None,
-        calibration_images: Sequence[str | Path] | None = None,
-        calibration_size: int = DEFAULT_CALIBRATION_SIZE,
         fast_load: bool = True,
     ) -> None:
-        """`batch`: "fixed" runs a batch-1 image graph one image at a time; "auto" first tries to declare its
-        batch axis dynamic and keeps that only when proven equal (onnx_batch; measured useless on immich's
-        and transformers' exports, whose batch is folded into constants, hence not the default).
-
-        `precision`: see the module docstring (None reads $PIXQUERY_PRECISION, else fp32). `variant_dir`: where
-        variants and the gate report are cached (default: `precision/` in the model directory, or the user
-        cache when that is read-only). `calibration_images`: image files int8-static calibrates on
-        (`calibration_size` of them; default: demo photos and ShapesWorld scenes). `fast_load`: open the text
-        tower from a cached fast-loading copy (`precision.load_ready`; costs one copy of its weights on disk).
+        """`precision`: fp32, int8 or auto (`pixquery.models.precision`), resolved on first use. `variant_dir`:
+        where the int8 variants and the gate's record live (default: `precision/` in the model directory, or
+        the user cache when that is read-only). `fast_load`: open the text tower from a cached fast-loading
+        copy (`precision.load_ready`; costs one copy of its weights on disk).
         """
-        if batch not in ("auto", "fixed"):
-            raise ModelError(f"batch must be 'auto' or 'fixed', got {batch!r}")
-        self.batch_policy = batch
+        if precision not in (*PRECISIONS, "auto"):
+            raise ModelError(f"unknown precision {precision!r}; use fp32, int8 or auto")
         self.name = name
         self.model_dir = Path(model_dir)
         self.threads = threads
         self.providers = providers
-        self._requested_precision = parse_precision(precision)
-        self._precision: TowerPrecision | None = None
+        self._requested_precision = precision
+        self._precision: str | None = None
         self.variant_root = Path(variant_dir) if variant_dir else variant_root(self.model_dir)
-        self.calibration_images = list(calibration_images or [])
-        self.calibration_size = int(calibration_size)
         self.fast_load = fast_load
         missing = [rel for rel in LAYOUT_FILES if not (self.model_dir / rel).is_file()]
         if missing:
@@ -233,6 +208,7 @@ class OnnxEncoder:
         self.logit_bias = _optional_float(self.config, "logit_bias", self.model_dir / "config.json")
         # Towers load on first use: a query needs only the text tower, an indexer mostly the image one.
         self._lock = threading.Lock()
+        self._precision_lock = threading.Lock()
         self._visual: OnnxTower | None = None
         self._textual: OnnxTower | None = None
         self._tokenizer: TextTokenizer | None = None
@@ -246,93 +222,39 @@ class OnnxEncoder:
 
     # -- precision ------------------------------------------------------------------------------------------
 
-    image_precisions = PRECISIONS
-    text_precisions = PRECISIONS
-    """The precisions each tower can be built at (the parity gate tries these)."""
-
     @property
-    def precision(self) -> TowerPrecision:
-        """The precision each tower runs at; "auto" is resolved here (the gate's cached choice, or a gate run)."""
-        if self._precision is None:
-            if self._requested_precision == "auto":
-                from pixquery.models.parity import auto_precision
+    def precision(self) -> str:
+        """The precision both towers run at, "fp32" or "int8" ("auto" is resolved here, once)."""
+        with self._precision_lock:
+            if self._precision is None:
+                self._precision = resolve_precision(self, self._requested_precision)
+            return self._precision
 
-                self._precision = auto_precision(self)
-            else:
-                assert isinstance(self._requested_precision, TowerPrecision)
-                self._precision = self._requested_precision
-        return self._precision
+    def graph(self, tower: str) -> Path:
+        """The fp32 graph of `tower` ("visual" or "textual")."""
+        return self.model_dir / tower / "model.onnx"
 
-    def at_precision(self, precision: TowerPrecision) -> OnnxEncoder:
-        """A sibling encoder over the same model at another precision (sharing the variant cache)."""
-        return OnnxEncoder(
-            self.name,
-            self.model_dir,
-            threads=self.threads,
-            providers=self.providers,
-            batch=self.batch_policy,
-            precision=precision,
-            variant_dir=self.variant_root,
-            calibration_images=self.calibration_images,
-            calibration_size=self.calibration_size,
-            fast_load=self.fast_load,
-        )
+    def at_precision(self, precision: str) -> OnnxEncoder:
+        """The same model running `precision` as built, without consulting the parity gate (which uses it).
+        Its text tower opens the graph itself, not a fast-loading copy: the gate has no cold start to save."""
+        sibling = OnnxEncoder(self.name, self.model_dir, self.threads, self.providers, "fp32", self.variant_root,
+                              fast_load=False)
+        sibling._precision = precision
+        return sibling
 
-    def gate_fingerprint(self) -> dict[str, Any]:
-        """What the parity gate's cached verdict depends on: the fp32 graphs (size, mtime), how variants are built."""
-        from pixquery.models.precision import fingerprint, variant_signature
-
-        sources = {tower: fingerprint(self.model_dir / tower / "model.onnx") for tower in ("visual", "textual")}
-        return {**sources, "variants": variant_signature()}
-
-    def _tower_file(self, tower: str, precision: str) -> Path:
-        source = self.model_dir / tower / "model.onnx"
-        feeds = self._image_feeds if tower == "visual" else self._text_feeds
-        # Recorded with the variant, so another calibration set builds it again.
-        calibration = {"calibration_size": self.calibration_size, "calibration_files": len(self.calibration_images)}
-        options = calibration if precision == "int8-static" else None
-        graph = variant_path(source, self.variant_root, tower, precision, calibration=feeds, options=options)
+    def _tower_file(self, tower: str) -> Path:
+        graph = self.graph(tower) if self.precision == "fp32" else int8_graph(self.variant_root, tower)
         if tower == "textual" and self.fast_load:
             # A query's latency is mostly opening this session: keep a copy that opens several times faster.
-            return load_ready(graph, self.variant_root, f"{tower}-{precision}")
+            return load_ready(graph, self.variant_root, f"{tower}-{self.precision}")
         return graph
-
-    def _image_feeds(self) -> Iterator[dict[str, np.ndarray]]:
-        """Calibration inputs for int8-static: one preprocessed image per feed (any batch axis accepts 1)."""
-        from pixquery.models.probes import calibration_images
-
-        for image in calibration_images(self.calibration_size, self.calibration_images):
-            yield {"image": self.preprocess(image)[None]}
-
-    def _text_feeds(self) -> Iterator[dict[str, np.ndarray]]:
-        """Calibration inputs for int8-static: one caption per feed, at real length where the graph allows."""
-        from pixquery.models.probes import calibration_texts
-
-        # The variant does not exist yet, so the fp32 graph says what the inputs are (a one-off cost).
-        tower = OnnxTower(self.model_dir / "textual" / "model.onnx", self.threads, self.providers)
-        tokenizer, family = self._text_parts(tower)
-        pad_to = 0 if _real_length(tower, family) else None
-        for text in calibration_texts(self.calibration_size):
-            tokens = tokenizer.encode([text], pad_to=pad_to)
-            yield {
-                name: (tokens.attention_mask if name == "attention_mask" else tokens.ids).astype(
-                    tower.numpy_type(name)
-                )
-                for name in tower.input_names
-            }
 
     # -- towers ---------------------------------------------------------------------------------------------
 
     def _visual_tower(self) -> OnnxTower:
         with self._lock:
             if self._visual is None:
-                image_precision = self.precision.image
-                tower = OnnxTower(
-                    self._tower_file("visual", image_precision),
-                    self.threads,
-                    self.providers,
-                    session_config(image_precision),
-                )
+                tower = OnnxTower(self._tower_file("visual"), self.threads, self.providers)
                 image_input = tower.input_names[0]
                 for axis in (2, 3):
                     fixed = tower.dim_size(image_input, axis)
@@ -341,23 +263,13 @@ class OnnxEncoder:
                             f"{tower.path} takes {fixed}-pixel images but visual/preprocess_cfg.json says "
                             f"size {self.image_size}"
                         )
-                if self.batch_policy == "auto" and tower.fixed_batch == 1:
-                    from pixquery.models.onnx_batch import dynamic_batch_tower
-
-                    tower = dynamic_batch_tower(tower, self.threads, self.providers) or tower
                 self._visual = tower
             return self._visual
 
     def _text_tower(self) -> tuple[OnnxTower, TextTokenizer, Family]:
         with self._lock:
             if self._textual is None:
-                text_precision = self.precision.text
-                tower = OnnxTower(
-                    self._tower_file("textual", text_precision),
-                    self.threads,
-                    self.providers,
-                    session_config(text_precision),
-                )
+                tower = OnnxTower(self._tower_file("textual"), self.threads, self.providers)
                 self._tokenizer, self._family = self._text_parts(tower)
                 self._textual = tower
             assert self._tokenizer is not None and self._family is not None
@@ -406,13 +318,12 @@ class OnnxEncoder:
         tower = self._visual_tower()
         return self._checked(tower.run({tower.input_names[0]: batch}), tower)
 
-    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """Embed PIL images; (n, dim) float32 unit rows."""
-        if not images:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return self.encode_preprocessed(np.stack([self.preprocess(img) for img in images]))
-
     # -- texts ----------------------------------------------------------------------------------------------
+
+    @property
+    def context_length(self) -> int:
+        """Most tokens a text can have (the text graph's fixed length, else config.json's, else the family's)."""
+        return self.tokenizer.context_length
 
     def token_lengths(self, texts: Sequence[str]) -> np.ndarray:
         """Real token counts of texts under this model's tokenizer (specials included)."""
@@ -458,10 +369,12 @@ def _real_length(tower: OnnxTower, family: Family) -> bool:
     return dynamic and (family.causal_text or "attention_mask" in tower.input_names)
 
 
+ENCODER_OPTIONS = ("providers", "precision", "variant_dir", "fast_load")
+"""The registry options an OnnxEncoder takes (the rest belong to the spec's resolver)."""
+
+
 def _encoder_options(options: dict[str, Any]) -> dict[str, Any]:
-    """The registry options an OnnxEncoder takes (the rest belong to the spec's resolver)."""
-    keys = ("providers", "batch", "precision", "variant_dir", "calibration_images", "calibration_size", "fast_load")
-    return {key: options[key] for key in keys if key in options}
+    return {key: options[key] for key in ENCODER_OPTIONS if key in options}
 
 
 def _optional_float(config: dict[str, Any], key: str, path: Path) -> float | None:

@@ -64,6 +64,19 @@ def _hf_tokenizer_loader(name: str) -> Callable[[], Any]:
     return load_tokenizer
 
 
+def token_counter(open_clip: Any, clip_tokenizer: Any) -> Callable[[list[str], int], np.ndarray] | None:
+    """Real token counts from open_clip's tokenizer: CLIP's SimpleTokenizer (BPE ids plus start and end of
+    text) or an HFTokenizer (the transformers tokenizer inside); None (an estimate) for any other kind."""
+    if isinstance(clip_tokenizer, open_clip.tokenizer.SimpleTokenizer):
+        return lambda texts, length: np.array([min(len(clip_tokenizer.encode(t)) + 2, length) for t in texts])
+    if isinstance(clip_tokenizer, open_clip.tokenizer.HFTokenizer):
+        hf = clip_tokenizer.tokenizer
+        return lambda texts, length: np.array(
+            [len(ids) for ids in hf(texts, truncation=True, max_length=length)["input_ids"]]
+        )
+    return None
+
+
 def load(rest: str, threads: int | None = None, **options: Any) -> Any:
     """`open_clip:ARCH/PRETRAINED` as a TorchEncoder (needs open_clip, torchvision and timm)."""
     from pixquery.models.torch_encoder import FeatureTower, TorchEncoder, logit_params
@@ -112,4 +125,5 @@ def load(rest: str, threads: int | None = None, **options: Any) -> Any:
         model_config=model_config,
         threads=threads,
         export_tokenizer=_hf_tokenizer_loader(text_cfg.get("hf_tokenizer_name") or DEFAULT_HF_TOKENIZER),
+        count_tokens=token_counter(open_clip, clip_tokenizer),
     )

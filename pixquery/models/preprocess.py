@@ -4,9 +4,10 @@ The same code serves every backend, so an image gives the same pixels whether it
 It matches the reference processors (tests/test_models_preprocess.py measures it):
 
 - "shortest" (OpenAI CLIP, OpenCLIP): resize the short side to `size` keeping the aspect ratio (the long side
-  truncated to an integer, as transformers and torchvision do), then a centre crop with the offset rounded
-  down as transformers' CLIPImageProcessor does. torchvision's CenterCrop (open_clip) rounds it half-to-even,
-  so for an odd margin open_clip's crop starts one pixel later; that is the only difference from open_clip.
+  truncated to an integer, as transformers and torchvision do), then a centre crop whose offset, when the margin
+  is odd, is rounded as the model's reference pipeline rounds it (`crop_rounding`): "half_even" is torchvision's
+  CenterCrop, `int(round((h - size) / 2.0))`, which open_clip (and so immich's exports) uses; "floor" is
+  transformers' CLIPImageProcessor, `(h - size) // 2`. For a margin of 2k+1 with k odd the two differ by a pixel.
 - "squash" (SigLIP, SigLIP 2): resize straight to size x size, as SiglipImageProcessor does.
 - "longest": resize the long side to `size` and pad to a square with black, centred (open_clip's mode).
 
@@ -36,6 +37,7 @@ _RESAMPLING = {
     "hamming": Image.Resampling.HAMMING,
 }
 RESIZE_MODES = ("shortest", "squash", "longest")
+CROP_ROUNDINGS = ("half_even", "floor")
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class PreprocessConfig:
     interpolation: str = "bicubic"
     resize_mode: str = "shortest"
     mode: str = "RGB"
+    crop_rounding: str = "half_even"
+    """How an odd crop margin is split (see the module docstring); open_clip's files lack the key: half_even."""
 
     def __post_init__(self) -> None:
         if self.size <= 0:
@@ -58,6 +62,8 @@ class PreprocessConfig:
             )
         if self.resize_mode not in RESIZE_MODES:
             raise ValueError(f"unknown resize_mode {self.resize_mode!r}; use one of {list(RESIZE_MODES)}")
+        if self.crop_rounding not in CROP_ROUNDINGS:
+            raise ValueError(f"unknown crop_rounding {self.crop_rounding!r}; use one of {list(CROP_ROUNDINGS)}")
         if self.mode != "RGB":
             raise ValueError(f"only RGB input is supported, got mode {self.mode!r}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
@@ -78,10 +84,11 @@ class PreprocessConfig:
             interpolation=str(cfg.get("interpolation", "bicubic")).lower(),
             resize_mode=str(cfg.get("resize_mode", "shortest")),
             mode=str(cfg.get("mode", "RGB")),
+            crop_rounding=str(cfg.get("crop_rounding", "half_even")),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The preprocess_cfg.json form open_clip and immich read."""
+        """The preprocess_cfg.json form open_clip and immich read (they ignore `crop_rounding`, which we read)."""
         return {
             "size": [self.size, self.size],
             "mode": self.mode,
@@ -90,6 +97,7 @@ class PreprocessConfig:
             "interpolation": self.interpolation,
             "resize_mode": self.resize_mode,
             "fill_color": 0,
+            "crop_rounding": self.crop_rounding,
         }
 
 
@@ -141,8 +149,7 @@ class ImagePreprocessor:
             long_side = int(size * max(width, height) / min(width, height))
             new_size = (size, long_side) if width <= height else (long_side, size)
             img = img.resize(new_size, resample=self._resample)
-            left = (new_size[0] - size) // 2
-            top = (new_size[1] - size) // 2
+            left, top = self._offset(new_size[0] - size), self._offset(new_size[1] - size)
             return img.crop((left, top, left + size, top + size))
         # longest: the long side becomes `size`, the rest is black padding around the centred image.
         scale = size / max(width, height)
@@ -151,6 +158,11 @@ class ImagePreprocessor:
         canvas = Image.new("RGB", (size, size), (0, 0, 0))
         canvas.paste(img, ((size - new_size[0]) // 2, (size - new_size[1]) // 2))
         return canvas
+
+    def _offset(self, margin: int) -> int:
+        if self.cfg.crop_rounding == "floor":
+            return margin // 2
+        return int(round(margin / 2.0))  # Python rounds half to even, as torchvision's center_crop does
 
     def __call__(self, img: Image.Image) -> np.ndarray:
         """Return the normalised (3, size, size) float32 array for one image."""

@@ -1,9 +1,10 @@
 """`random:ARCH`: a real CLIP/SigLIP architecture with seeded random weights, built offline from configs.
 
 For tests and speed benchmarks only: the embeddings are meaningless, so the encoder warns and carries
-`meaningless = True` for the CLI to show. The model configs below are those of the named checkpoints written
-out as data (openai/clip-vit-base-patch32, openai/clip-vit-base-patch16, google/siglip-base-patch16-224,
-google/siglip2-base-patch16-224), so shapes, FLOPs and ONNX graphs are the real ones.
+`meaningless = True` for the CLI to show. The model configs are those of the named checkpoints, as data in
+pixquery/data/architectures/ (openai/clip-vit-base-patch32, openai/clip-vit-base-patch16,
+google/siglip-base-patch16-224, google/siglip2-base-patch16-224, and two tiny test sizes), so shapes, FLOPs and
+ONNX graphs are the real ones. They are transformers models, so images are cropped as transformers crops them.
 
 The real vocabularies cannot be downloaded, so the tokenizer is a stand-in built with the `tokenizers` library
 a byte-level BPE trained at load time on a short built-in caption vocabulary (deterministic), its ids padded
@@ -17,61 +18,18 @@ Spec: random:ARCH or random:ARCH@seed=N (default seed 0). Architectures: see ARC
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pixquery.models.base import ModelError
-from pixquery.models.families import FAMILIES
-from pixquery.models.preprocess import PreprocessConfig
+from pixquery.models.families import FAMILIES, REFERENCE_CROP_ROUNDING
 from pixquery.models.tokenize import TextTokenizer
 
-_CLIP_VISION_B = {
-    "hidden_size": 768,
-    "intermediate_size": 3072,
-    "num_hidden_layers": 12,
-    "num_attention_heads": 12,
-    "image_size": 224,
-    "hidden_act": "quick_gelu",
-    "layer_norm_eps": 1e-5,
-}
-_CLIP_TEXT_B = {
-    "vocab_size": 49408,
-    "hidden_size": 512,
-    "intermediate_size": 2048,
-    "num_hidden_layers": 12,
-    "num_attention_heads": 8,
-    "max_position_embeddings": 77,
-    "hidden_act": "quick_gelu",
-    "layer_norm_eps": 1e-5,
-    # The hub config keeps the pre-2023 ids: eos_token_id=2 selects pooling at argmax(ids), CLIP's own rule.
-    "bos_token_id": 0,
-    "eos_token_id": 2,
-    "pad_token_id": 1,
-}
-_SIGLIP_VISION_B = {
-    "hidden_size": 768,
-    "intermediate_size": 3072,
-    "num_hidden_layers": 12,
-    "num_attention_heads": 12,
-    "image_size": 224,
-    "patch_size": 16,
-    "hidden_act": "gelu_pytorch_tanh",
-    "layer_norm_eps": 1e-6,
-}
-_SIGLIP_TEXT_B = {
-    "vocab_size": 32000,
-    "hidden_size": 768,
-    "intermediate_size": 3072,
-    "num_hidden_layers": 12,
-    "num_attention_heads": 12,
-    "max_position_embeddings": 64,
-    "hidden_act": "gelu_pytorch_tanh",
-    "layer_norm_eps": 1e-6,
-    "pad_token_id": 1,
-    "bos_token_id": None,
-    "eos_token_id": 1,
-}
+ARCH_DIR = Path(__file__).resolve().parents[1] / "data" / "architectures"
+"""One JSON file per architecture: model_class, family, source, extra, text_config, vision_config (and notes)."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +44,13 @@ class Arch:
     extra: dict[str, Any]
     """Top-level config values (projection_dim, logit_scale_init_value, ...)."""
     source: str
-    """The checkpoint whose config this is (or "none" for the test-only sizes)."""
+    """The checkpoint whose config this is (or why there is none, for the test-only sizes)."""
+
+    @classmethod
+    def read(cls, path: Path) -> Arch:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(**{key: data[key] for key in ("model_class", "family", "text_config", "vision_config",
+                                                 "extra", "source")})
 
     @property
     def image_size(self) -> int:
@@ -101,84 +65,12 @@ class Arch:
         return int(self.text_config["vocab_size"])
 
 
-ARCHS: dict[str, Arch] = {
-    "ViT-B-32": Arch(
-        "CLIPModel",
-        "clip",
-        _CLIP_TEXT_B,
-        {**_CLIP_VISION_B, "patch_size": 32},
-        {"projection_dim": 512, "logit_scale_init_value": 2.6592},
-        "openai/clip-vit-base-patch32",
-    ),
-    "ViT-B-16": Arch(
-        "CLIPModel",
-        "clip",
-        _CLIP_TEXT_B,
-        {**_CLIP_VISION_B, "patch_size": 16},
-        {"projection_dim": 512, "logit_scale_init_value": 2.6592},
-        "openai/clip-vit-base-patch16",
-    ),
-    "siglip-base": Arch(
-        "SiglipModel", "siglip", _SIGLIP_TEXT_B, _SIGLIP_VISION_B, {}, "google/siglip-base-patch16-224"
-    ),
-    # Fixed-resolution SigLIP 2 checkpoints are SiglipModel in transformers, with Gemma's 256000-token vocab.
-    "siglip2-base": Arch(
-        "SiglipModel",
-        "siglip2",
-        {**_SIGLIP_TEXT_B, "vocab_size": 256000, "pad_token_id": 0},
-        _SIGLIP_VISION_B,
-        {},
-        "google/siglip2-base-patch16-224",
-    ),
-    "tiny": Arch(
-        "CLIPModel",
-        "clip",
-        {
-            **_CLIP_TEXT_B,
-            "vocab_size": 512,
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "max_position_embeddings": 32,
-        },
-        {
-            **_CLIP_VISION_B,
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "image_size": 32,
-            "patch_size": 8,
-        },
-        {"projection_dim": 32, "logit_scale_init_value": 2.6592},
-        "none",
-    ),
-    "tiny-siglip": Arch(
-        "SiglipModel",
-        "siglip",
-        {
-            **_SIGLIP_TEXT_B,
-            "vocab_size": 512,
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "max_position_embeddings": 16,
-        },
-        {
-            **_SIGLIP_VISION_B,
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "image_size": 32,
-            "patch_size": 8,
-        },
-        {},
-        "none",
-    ),
-}
+def arch_names() -> list[str]:
+    """The architectures `random:` knows (the JSON files in pixquery/data/architectures)."""
+    return sorted(path.stem for path in ARCH_DIR.glob("*.json"))
+
+
+ARCHS: dict[str, Arch] = {name: Arch.read(ARCH_DIR / f"{name}.json") for name in arch_names()}
 
 # Words of everyday photo captions: the BPE merges learnt from them make token counts realistic.
 _CORPUS_TEXT = """
@@ -255,8 +147,6 @@ def build_tokenizer(family: str, vocab_size: int, context_length: int) -> TextTo
 
 
 def _merges(tokenizer: Any) -> list[Any]:
-    import json
-
     return json.loads(tokenizer.to_str())["model"]["merges"]
 
 
@@ -313,7 +203,7 @@ def load(rest: str, threads: int | None = None, **options: Any) -> Any:
     )
     model = build_model(arch, seed)
     tokenizer = build_tokenizer(arch.family, arch.vocab_size, arch.context_length)
-    preprocess = PreprocessConfig.from_dict({**family.preprocess, "size": arch.image_size})
+    preprocess = family.preprocess_config(arch.image_size, crop_rounding=REFERENCE_CROP_ROUNDING["transformers"])
     image_tower, text_tower = hf_towers(model)
     dim = (
         int(model.config.projection_dim)

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from pixquery.models.base import l2_normalize
+from pixquery.models.base import EncoderBase, l2_normalize
 from pixquery.models.families import Family
 from pixquery.models.preprocess import ImagePreprocessor, PreprocessConfig
 from pixquery.models.tokenize import TextTokenizer, clean_text
@@ -91,8 +91,8 @@ class ExportParts:
     """Token ids the torch side feeds (padded to the context length), for the post-export check."""
 
 
-class TorchEncoder:
-    """An `Encoder` over torch towers, with the indexer's preprocessing hooks and an export hook."""
+class TorchEncoder(EncoderBase):
+    """An `Encoder` over torch towers (fp32), with the indexer's preprocessing hooks and an export hook."""
 
     def __init__(
         self,
@@ -107,11 +107,13 @@ class TorchEncoder:
         threads: int | None = None,
         meaningless: bool = False,
         export_tokenizer: Any = None,
+        count_tokens: Callable[[list[str], int], np.ndarray] | None = None,
     ) -> None:
         """`tokenizer` is a TextTokenizer or a function (texts, context_length) -> (n, context_length) ids.
 
         `export_tokenizer` is what an export saves next to the text tower (default: `tokenizer` when it is a
-        TextTokenizer).
+        TextTokenizer). `count_tokens(cleaned texts, context_length)` gives real token counts where `tokenizer`
+        is a function (a TextTokenizer counts its own).
         """
         if threads:
             torch.set_num_threads(int(threads))
@@ -131,19 +133,17 @@ class TorchEncoder:
         self.clean = (model_config["text_cfg"].get("tokenizer_kwargs") or {}).get("clean", family.clean)
         self.logit_scale = model_config.get("logit_scale")
         self.logit_bias = model_config.get("logit_bias")
-        # Token counting is offered only where the tokenizer can do it exactly (query code falls back to an
-        # estimate when an encoder has no token_lengths).
-        if isinstance(tokenizer, TextTokenizer):
-            self.token_lengths = tokenizer.token_lengths
-        elif hasattr(self._export_tokenizer, "save_pretrained"):
-            self.token_lengths = self._hf_token_lengths
+        self._count_tokens = count_tokens
 
-    def _hf_token_lengths(self, texts: Sequence[str]) -> np.ndarray:
-        """Real token counts (special tokens included, capped at the context length) from a transformers
-        tokenizer."""
+    def token_lengths(self, texts: Sequence[str]) -> np.ndarray:
+        """Real token counts (special tokens included, capped at the context length); an estimate only where
+        the backend gave no way to count."""
+        if isinstance(self._tokenizer, TextTokenizer):
+            return self._tokenizer.token_lengths(texts)
+        if self._count_tokens is None:
+            return super().token_lengths(texts)
         cleaned = [clean_text(text, self.clean) for text in texts]
-        ids = self._export_tokenizer(cleaned, truncation=True, max_length=self.context_length)["input_ids"]
-        return np.array([len(row) for row in ids], dtype=np.int64)
+        return np.asarray(self._count_tokens(cleaned, self.context_length), dtype=np.int64)
 
     def preprocess(self, img: Image.Image) -> np.ndarray:
         """One PIL image to the (3, S, S) float32 array the image tower takes (numpy only, thread-safe)."""
@@ -157,12 +157,6 @@ class TorchEncoder:
         with torch.inference_mode():
             out = self.image_tower(torch.from_numpy(np.ascontiguousarray(batch)))
         return l2_normalize(out.numpy())
-
-    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """Embed PIL images; (n, dim) float32 unit rows."""
-        if not images:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return self.encode_preprocessed(np.stack([self.preprocess(img) for img in images]))
 
     def token_ids(self, texts: Sequence[str]) -> np.ndarray:
         """(n, context_length) int64 ids the text tower is fed."""

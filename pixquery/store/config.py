@@ -58,8 +58,10 @@ def _upgrade(data: dict[str, Any]) -> None:
     """Read configs written before precision and store parameters had fields of their own (they lived in `extra`)."""
     extra = data.setdefault("extra", {})
     if "precision" not in data:
+        # Made when each tower had a precision: the images' decides. int8 stays int8; the precisions that are gone
+        # (int8-static, bf16) were gated against fp32, which continues them.
         record = extra.pop("precision", None)
         image = record.get("image", "fp32") if isinstance(record, dict) else (record or "fp32")
-        data["precision"] = str(image)
+        data["precision"] = "int8" if image == "int8" else "fp32"
     if "store_params" not in data:
         data["store_params"] = extra.pop("store_params", None) or {}
