@@ -178,6 +178,7 @@ def test_minimal_layout_encodes_images_and_texts_as_unit_rows(layout: Path) -> N
     assert isinstance(enc, Encoder) and isinstance(enc, EncoderBase)
     assert (enc.name, enc.dim, enc.image_size, enc.meaningless) == (f"onnx:{layout}", DIM, SIZE, False)
     assert (enc.decode_size, enc.context_length, enc.precision) == (SIZE, CONTEXT, "fp32")
+    assert enc.preprocess_cfg.crop_rounding == "half_even"  # immich's files name no rounding: open_clip's
     imgs = images(3)
     vecs = enc.encode_images(imgs)
     assert vecs.shape == (3, DIM) and vecs.dtype == np.float32
