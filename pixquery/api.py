@@ -104,7 +104,7 @@ class Library:
             self.config = IndexConfig.load(self.path)
             if model is not None and encoder is None:
                 _check_same_model(self.config.model, model, self.path)
-            if precision is not None and precision != self.config.precision:
+            if precision not in (None, "auto", self.config.precision):
                 raise ModelMismatchError(
                     f"the index at {self.path} holds vectors made at {self.config.precision}; it is searched at that "
                     f"precision. Leave --precision out, or build a new index with --index NEW_DIR."
@@ -472,30 +472,59 @@ class Library:
             read_image=lambda row, size: self.read_image(row.id, size), layout=self.layout,
         )
 
-    def tag(self, labels: Any, progress: ProgressFn = no_progress, **options: Any) -> Any:
-        """Zero-shot tags from your labels (prompt ensembles, AutoCLIP, "none of these"), stored in the index
-        where the `tags` search filter finds them. Options: see `pixquery.organize.classify.tag_labels`."""
+    def tag(
+        self,
+        labels: str | Path | Sequence[str] | dict[str, list[str]],
+        method: str = "auto",
+        templates: str | Path | Sequence[str] | None = None,
+        top: int | None = None,
+        store: bool = True,
+        threshold: float | str | None = "auto",
+        vocabulary: str | Path | Sequence[str] | None = None,
+        progress: ProgressFn = no_progress,
+    ) -> Any:
+        """Zero-shot tags from your labels for every image: up to `top` labels each (default 3) with a calibrated
+        score, or "none of these". `labels`: "cat,dog", a list, a text file, or a CuPL JSON file of descriptions;
+        `method`: single, ensemble, autoclip or auto; `threshold`: "auto" (calibrated), a number, or None/0 to
+        always tag. With `store`, the tags are kept in the index, where the `tags` search filter finds them."""
         from pixquery.organize.classify import tag_labels
 
-        return tag_labels(self.view(), labels, progress=progress, **options)
+        options = {"top": top} if top is not None else {}
+        return tag_labels(self.view(), labels, method=method, templates=templates, store=store, threshold=threshold,
+                          vocabulary=vocabulary, progress=progress, **options)
 
-    def tag_open(self, progress: ProgressFn = no_progress, **options: Any) -> Any:
-        """Vocabulary-free tags (CaSED-style) from the shipped concept vocabulary or yours, stored in the index.
-        Options: see `pixquery.organize.open_tags.tag_open`."""
+    def tag_open(
+        self,
+        vocabulary: str | Path | Sequence[str] | None = None,
+        top: int | None = None,
+        store: bool = True,
+        progress: ProgressFn = no_progress,
+    ) -> Any:
+        """Vocabulary-free tags (CaSED-style): each image's `top` concepts (default 5) from the shipped word list or
+        `vocabulary`, stored in the index with `store`."""
         from pixquery.organize.open_tags import tag_open
 
-        return tag_open(self.view(), progress=progress, **options)
+        options = {"top": top} if top is not None else {}
+        return tag_open(self.view(), vocabulary=vocabulary, store=store, progress=progress, **options)
 
     def tag_counts(self, source: str | None = None) -> list[tuple[str, int]]:
         """(tag, number of images) of every stored tag, most frequent first."""
         _, catalog = self._require_index()
         return catalog.tag_counts(source)
 
-    def cluster(self, progress: ProgressFn = no_progress, **options: Any) -> dict[str, Any]:
-        """Named clusters with representative images. Options: see `pixquery.organize.cluster.cluster_images`."""
+    def cluster(
+        self,
+        k: int | str = "auto",
+        method: str = "kmeans",
+        vocabulary: str | Path | Sequence[str] | None = None,
+        seed: int = 0,
+        progress: ProgressFn = no_progress,
+    ) -> dict[str, Any]:
+        """Named clusters with representative images, JSON-ready. `k`: a number or "auto" (silhouette); `method`:
+        kmeans or hdbscan (which leaves outliers unclustered); `vocabulary`: words to name clusters with."""
         from pixquery.organize.cluster import cluster_images
 
-        return cluster_images(self.view(), progress=progress, **options)
+        return cluster_images(self.view(), k=k, method=method, vocabulary=vocabulary, seed=seed, progress=progress)
 
     def contact_sheet(self, clusters: dict[str, Any], out_png: str | Path) -> Path:
         """Draw a clustering (from `cluster`) as a PNG contact sheet; returns its path."""
@@ -503,12 +532,18 @@ class Library:
 
         return contact_sheet(clusters, lambda file_id, size: self.read_image(file_id, size), out_png)
 
-    def duplicates(self, progress: ProgressFn = no_progress, **options: Any) -> dict[str, Any]:
-        """Duplicate groups with a suggested keeper and the evidence; never deletes anything.
-        Options: see `pixquery.organize.dedup.find_duplicates`."""
-        from pixquery.organize.dedup import find_duplicates
+    def duplicates(
+        self,
+        kinds: Sequence[str] | None = None,
+        thresholds: dict[str, float] | None = None,
+        progress: ProgressFn = no_progress,
+    ) -> dict[str, Any]:
+        """Duplicate groups with a suggested keeper and the evidence, JSON-ready; never deletes anything.
+        `kinds`: some of exact, near, semantic (default all); `thresholds` override the calibrated limits."""
+        from pixquery.organize.dedup import KINDS, find_duplicates
 
-        return find_duplicates(self.view(), progress=progress, **options)
+        return find_duplicates(self.view(), kinds=tuple(kinds) if kinds else KINDS, thresholds=thresholds,
+                               progress=progress)
 
 
 def composition_methods() -> list[str]:

@@ -16,27 +16,31 @@ from PIL import Image
 from pixquery.eval.cache import data_fingerprint
 from pixquery.eval.datasets import read_cirr, read_karpathy
 from pixquery.eval.metrics import cirr_recall_at_k, rank_gallery, retrieval_recall_at_k
-from pixquery.eval.runner import default_out_dir, eval_command, run_eval
+from pixquery.eval.runner import default_out_dir, run_eval
 from pixquery.eval.tasks import EvalError, make_task, parse_method
 from pixquery.media.decode import open_image
+from pixquery.models.base import EncoderBase
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "eval"
 REQUIRED_KEYS = {"task", "kind", "created", "seconds", "model", "data", "headline", "methods", "cache", "options",
                  "versions", "files"}
 
 
-class CountingEncoder:
+class CountingEncoder(EncoderBase):
     """Wraps an encoder and counts the model calls, so a test can tell cached embeddings from fresh ones."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
-        self.name, self.dim = inner.name, inner.dim
-        self.meaningless = getattr(inner, "meaningless", False)
+        self.name, self.dim, self.precision = inner.name, inner.dim, inner.precision
+        self.meaningless = inner.meaningless
+        self.image_size, self.context_length = inner.image_size, inner.context_length
+        self.preprocess = inner.preprocess
         self.image_calls = 0
         self.text_calls = 0
-        if hasattr(inner, "encode_preprocessed"):
-            self.image_size = inner.image_size
-            self.preprocess = inner.preprocess
+
+    @property
+    def decode_size(self) -> int:
+        return self.inner.decode_size
 
     def encode_preprocessed(self, batch: np.ndarray) -> np.ndarray:
         self.image_calls += 1
@@ -240,7 +244,7 @@ def test_documented_command_path_on_fixture(model, tmp_path: Path, monkeypatch: 
     spec, _ = model
     monkeypatch.setenv("PIXQUERY_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
-    results = eval_command("flickr30k", FIXTURES / "karpathy" / "flickr30k", spec, batch_size=1)
+    results = run_eval("flickr30k", FIXTURES / "karpathy" / "flickr30k", spec, None, None, {"batch_size": 1})
     report = tmp_path / results["files"]["json"]
     assert report.is_file() and report.parent.parent == tmp_path / "eval-results"
     assert report.parent.name.startswith(f"flickr30k-{spec.replace(':', '_')}-")
@@ -274,10 +278,10 @@ def test_split_without_ground_truth_is_refused(model, tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------------------
 
 
-class HashEncoder:
+class HashEncoder(EncoderBase):
     """A deterministic numpy 'model': texts map to seeded random unit vectors, images to their mean colour."""
 
-    name, dim = "hash-test", 8
+    name, dim, image_size = "hash-test", 8, 8
 
     def __init__(self) -> None:
         self.text_calls: list[list[str]] = []
@@ -288,9 +292,12 @@ class HashEncoder:
         rows = [np.random.default_rng(zlib.crc32(t.encode())).normal(size=self.dim) for t in texts]
         return np.array([r / np.linalg.norm(r) for r in rows], np.float32).reshape(len(texts), self.dim)
 
-    def encode_images(self, images: list) -> np.ndarray:
+    def preprocess(self, image: Any) -> np.ndarray:
+        return np.asarray(image.convert("RGB").resize((8, 8)), np.float32).transpose(2, 0, 1)
+
+    def encode_preprocessed(self, batch: np.ndarray) -> np.ndarray:
         self.image_calls += 1
-        rows = [np.r_[np.asarray(im, np.float32).mean((0, 1)), np.ones(5)] for im in images]
+        rows = [np.r_[pixels.mean((1, 2)), np.ones(5)] for pixels in batch]
         return np.array([r / np.linalg.norm(r) for r in rows], np.float32)
 
 
@@ -342,7 +349,7 @@ def test_parse_method() -> None:
     assert spec.name == "weighted" and spec.params == {"alpha": 0.5, "beta": 0}
     assert spec.label == "weighted:alpha=0.5,beta=0"
     assert parse_method("prompt:template=a photo of the {}.").params == {"template": "a photo of the {}."}
-    with pytest.raises(EvalError, match="not key=value"):
+    with pytest.raises(EvalError, match="needs KEY=VALUE"):
         parse_method("weighted:alpha")
 
 
@@ -366,7 +373,11 @@ def test_methods_are_checked_before_any_work(tmp_path: Path) -> None:
         make_task("classification", missing, {}).resolve_methods(["prompt:template=a photo"])
 
 
-def test_eval_command_passes_cli_options(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_eval_command_passes_cli_options(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from pixquery.cli import tools
+    from pixquery.cli.main import build_parser
+
     seen: dict[str, Any] = {}
 
     def fake_run_eval(*args: Any) -> dict[str, Any]:
@@ -374,8 +385,10 @@ def test_eval_command_passes_cli_options(monkeypatch: pytest.MonkeyPatch, tmp_pa
         return {"ok": True}
 
     monkeypatch.setattr("pixquery.eval.runner.run_eval", fake_run_eval)
-    returned = eval_command("cirr", tmp_path, "mini", ["pdv"], None, split="val", batch_size=8, no_cache=True)
-    assert returned == {"ok": True}
+    args = build_parser().parse_args(["eval", "cirr", "--data", str(tmp_path), "--model", "mini", "--method", "pdv",
+                                      "--split", "val", "--batch-size", "8", "--no-cache", "--json"])
+    tools.eval(args)
+    assert json.loads(capsys.readouterr().out) == {"ok": True}
     task, data, spec, methods, out, options = seen["args"]
     assert (task, data, spec, methods, out) == ("cirr", tmp_path, "mini", ["pdv"], None)
     assert options["split"] == "val" and options["batch_size"] == 8 and options["cache"] is False

@@ -98,12 +98,10 @@ def test_second_indexer_gets_index_is_locked(tmp_path: Path, jpeg_folder: Path) 
         Library.open(tmp_path / "idx", model=MODEL).index([jpeg_folder])
 
 
-def test_search_by_text_image_and_batch(tmp_path: Path, jpeg_folder: Path) -> None:
+def test_search_by_text_and_image(tmp_path: Path, jpeg_folder: Path) -> None:
     with Library.open(tmp_path / "idx", model=MODEL) as lib:
         lib.index([jpeg_folder])
         by_image = lib.search(images=[jpeg_folder / "img_0004.jpg"], k=3)
         assert by_image[0].path.endswith("img_0004.jpg") and by_image[0].score == pytest.approx(1.0, abs=1e-3)
         hits = lib.search(text="a photo", k=5)
         assert len(hits) == 5 and all(a.score >= b.score for a, b in zip(hits, hits[1:], strict=False))
-        batch = lib.search_batch(["a photo", "another"], k=4)
-        assert [h.id for h in batch[0]] == [h.id for h in lib.search(text="a photo", k=4)]

@@ -20,10 +20,9 @@ import pytest
 from PIL import Image
 from server_fixtures import ServerCase, build_case, live_server, png_bytes, server_case  # noqa: F401
 
-from pixquery.api import Library
+from pixquery.api import Library, covering_roots
 from pixquery.errors import IndexFormatError
 from pixquery.server.app import create_app
-from pixquery.api import covering_roots
 from pixquery.server.limits import ApiError, Limits, RateLimiter
 from pixquery.server.run import BackgroundServer, free_port
 from pixquery.server.thumbs import BROWSER_FORMATS

@@ -43,7 +43,7 @@ from pixquery.eval.datasets import (
 from pixquery.eval.datasets.karpathy import find_karpathy_file
 from pixquery.models.base import l2_normalize
 from pixquery.options import parse_key_values
-from pixquery.tasks.templates import CURATED_TEMPLATES
+from pixquery.organize.templates import CURATED_TEMPLATES
 
 CURVE_MAX_K = 50
 """Recall curves are drawn for k = 1..50 (the largest cut-off any of these benchmarks reports)."""
@@ -460,11 +460,7 @@ class ComposedTask(Task):
                 text_vectors=part.captions[i : i + 1], image_vectors=ref_vector[None, :],
                 references=[Reference(ref_vector, str(part.reference_paths[row]))],
             )
-            composition = compose(method, inp, params)
-            if composition.gallery_text_weight:
-                # The benchmarks' galleries have no captions to score against; the image side alone is used.
-                notes["gallery_text_weight_ignored"] = composition.gallery_text_weight
-            out[i] = composition.vector
+            out[i] = compose(method, inp, params).vector
         return l2_normalize(out)
 
     def _score(

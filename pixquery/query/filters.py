@@ -14,7 +14,7 @@ Filter keys (all optional, combined with AND):
     camera_model  "NAME" or [...]: equal, ignoring case and surrounding spaces
     ext           "jpg" or ["jpg", "png", ...]: file type by extension (jpg and jpeg are the same type)
     min_width, max_width, min_height, max_height: pixel bounds (inclusive)
-    tags          "LABEL" or [...]: files carrying every listed tag (from `pixquery.tasks` taggers)
+    tags          "LABEL" or [...]: files carrying every listed tag (from `pixquery.organize` taggers)
     any_tags      [...]: files carrying at least one of the listed tags
     min_tag_score number: only tags scored at least this count for `tags` and `any_tags`
     has_gps       true / false
@@ -206,6 +206,7 @@ def compile_filters(filters: dict[str, Any] | None) -> Filter:
     unknown = sorted(set(filters) - set(FILTER_KEYS))
     if unknown:
         shown = ", ".join(repr(str(k)[:40]) for k in unknown[:5])
-        raise QueryError(f"unknown filter {shown}; known filters: {', '.join(FILTER_KEYS)}", field="filters")
+        raise QueryError(f"unknown filter {shown}; known filters: {', '.join(FILTER_KEYS)}",
+                         field=f"filters.{str(unknown[0])[:40]}")
     conditions = [build(key, filters[key]) for key, build in BUILDERS.items() if key in filters]
     return Filter(tuple(conditions + _tags(filters)))

@@ -2,9 +2,10 @@
 
 A child process rather than a thread: it can be stopped at any moment (the index is kill-safe by design: each
 batch is committed durably before the next, and a rerun resumes), it owns its own model and its own writer
-connections, and it never holds the server's GIL, so searches stay fast while it runs. Stopping sends SIGINT (the
-indexer stops after its current batch and releases the index lock), then SIGKILL if it has not exited after a
-grace period. The child is started with "spawn": a fresh interpreter shares no threads or locks with the server.
+connections, and it never holds the server's GIL, so searches stay fast while it runs. Stopping sets an event the
+child checks after every batch (and sends SIGINT, for a child still loading its model); the indexer stops after
+its current batch and releases the index lock; SIGKILL follows if it has not exited after a grace period. The
+child is started with "spawn": a fresh interpreter shares no threads or locks with the server.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ STOP_GRACE_S = 15.0
 PROGRESS_EVERY_S = 0.5
 
 
-def _run_index(index_dir: str, roots: list[str], messages: Any) -> None:
-    """The child: index `roots` into the index at `index_dir`, reporting progress and the outcome on `messages`."""
+def _run_index(index_dir: str, roots: list[str], messages: Any, stop: Any) -> None:
+    """The child: index `roots` into the index at `index_dir`, reporting progress and the outcome on `messages`,
+    until done or until `stop` is set."""
     # A server started in the background by a non-interactive shell (`pixquery serve &`, nohup, CI) runs with SIGINT
     # ignored, and its children inherit that: take SIGINT back, so a stop request becomes KeyboardInterrupt here.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -34,6 +36,8 @@ def _run_index(index_dir: str, roots: list[str], messages: Any) -> None:
     last = [0.0]
 
     def progress(stage: str, done: int, total: int) -> None:
+        if stop.is_set():  # called after every committed batch: the place to stop cleanly
+            raise KeyboardInterrupt
         now = time.monotonic()
         if now - last[0] >= PROGRESS_EVERY_S or done == total:
             last[0] = now
@@ -58,6 +62,7 @@ class ReindexJob:
         self.index_dir = Path(index_dir)
         self._lock = threading.Lock()
         self._proc: Any = None
+        self._stop: Any = None
         self._state = "idle"  # idle, running, stopping, done, failed, stopped
         self._started_at: float | None = None
         self._finished_at: float | None = None
@@ -78,11 +83,11 @@ class ReindexJob:
             if self._proc is not None:
                 return False
             context = multiprocessing.get_context("spawn")
-            messages = context.Queue()
-            proc = context.Process(target=_run_index, args=(str(self.index_dir), list(roots), messages),
+            messages, stop = context.Queue(), context.Event()
+            proc = context.Process(target=_run_index, args=(str(self.index_dir), list(roots), messages, stop),
                                    name="pixquery-reindex", daemon=True)
             proc.start()
-            self._proc = proc
+            self._proc, self._stop = proc, stop
             self._state, self._roots = "running", len(roots)
             self._started_at, self._finished_at = time.time(), None
             self._progress, self._report, self._error = None, None, None
@@ -126,6 +131,7 @@ class ReindexJob:
             if proc is None:
                 return False
             self._state = "stopping"
+            self._stop.set()
         _signal(proc, signal.SIGINT)
         threading.Timer(grace_s, _signal, args=(proc, signal.SIGKILL)).start()
         return True
