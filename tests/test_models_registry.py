@@ -14,7 +14,8 @@ from PIL import Image
 
 from pixquery.models.base import PRECISIONS, Encoder, EncoderBase, ModelError
 from pixquery.models.registry import BACKENDS, backend_of, known_specs, load_encoder, split_spec
-from pixquery.models.weights import cache_root, missing_files, offline_reason, resolve_model_dir
+from pixquery.models.weights import missing_files, offline_reason, resolve_model_dir
+from pixquery.paths import cache_root
 
 
 def test_specs_route_to_their_backends(tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from pixquery.fsutil import atomic_file
 from pixquery.models.base import EncoderBase, ModelError, l2_normalize
 from pixquery.models.conse_text import (
     TEXT_DIM,
@@ -120,9 +121,9 @@ def cache_root(override: str | Path | None = None) -> Path:
     """Where ConSE caches label banks and ONNX files: `override`, else `conse/` in pixquery's cache."""
     if override is not None:
         return Path(override).expanduser()
-    from pixquery.models.weights import cache_root as pixquery_cache
+    from pixquery.paths import cache_dir
 
-    return pixquery_cache() / "conse"
+    return cache_dir("conse")
 
 
 def default_labels() -> list[str]:
@@ -236,10 +237,8 @@ def load_label_bank(
         except (OSError, ValueError):
             pass  # a damaged cache file is rebuilt below
     bank = build_label_bank(text, labels, templates)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npy")
-    np.save(partial, bank)
-    os.replace(partial, path)  # atomic: concurrent loaders see the old state or the whole file
+    with atomic_file(path, durable=False) as handle:  # concurrent loaders see the old state or the whole file
+        np.save(handle, bank)
     return bank, path, False
 
 

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from pixquery.fsutil import atomic_write_json
 from pixquery.models.base import PRECISIONS, Encoder, ModelError
 
 TOWERS = ("visual", "textual")
@@ -71,7 +72,7 @@ class Quantizable(Protocol):
 
 def variant_root(model_dir: Path, in_cache: bool = False) -> Path:
     """The directory holding a model's variants and gate record: beside the model, else in the user cache."""
-    from pixquery.models.weights import cache_root
+    from pixquery.paths import cache_root
 
     model_dir = Path(model_dir).resolve()
     local = model_dir / "precision"
@@ -88,13 +89,6 @@ def fingerprint(path: Path) -> dict[str, int]:
 
 def int8_graph(root: Path, tower: str) -> Path:
     return Path(root) / f"{tower}-int8.onnx"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
 
 
 # --- the gate's record ----------------------------------------------------------------------------------------
@@ -201,7 +195,7 @@ def build_int8(encoder: Quantizable) -> GateReport:
     images, texts, overlap, probes = measure(encoder.at_precision("fp32"), encoder.at_precision("int8"))
     report = GateReport(images, texts, overlap, probes, key, round(time.perf_counter() - start, 2))
     try:
-        _write_atomic(root / GATE_FILE, json.dumps(report.to_dict(), indent=2) + "\n")
+        atomic_write_json(root / GATE_FILE, report.to_dict(), durable=False, indent=2)
     except OSError as exc:
         raise PrecisionUnavailable(f"cannot record the parity gate's verdict in {root}: {exc}") from exc
     return report
@@ -336,7 +330,7 @@ def load_ready(graph: Path, root: Path, name: str) -> Path:
         # The graph names its side file; both move in, the data first, so a reader never sees a graph without it.
         os.replace(build / f"{dest.name}.data", root / f"{dest.name}.data")
         os.replace(build / dest.name, dest)
-        _write_atomic(meta_path, json.dumps(wanted, indent=2) + "\n")
+        atomic_write_json(meta_path, wanted, durable=False, indent=2)
     except Exception:  # a read-only cache, or a graph ONNX Runtime cannot save: open the graph itself
         return graph
     finally:

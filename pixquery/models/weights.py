@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pixquery.models.base import ModelError
+from pixquery.paths import cache_dir
 
 Expected = str | tuple[str, ...]
 """A file a model needs, relative to its directory; a tuple means any one of these names will do."""
@@ -20,19 +21,9 @@ Expected = str | tuple[str, ...]
 OFFLINE_VARIABLES = ("PIXQUERY_OFFLINE", "HF_HUB_OFFLINE")
 
 
-def cache_root() -> Path:
-    """pixquery's cache directory: $PIXQUERY_CACHE, else the platform's user cache dir for pixquery."""
-    configured = os.environ.get("PIXQUERY_CACHE")
-    if configured:
-        return Path(configured).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("pixquery"))
-
-
 def models_dir() -> Path:
-    """Where downloaded models live: `<cache_root>/models`."""
-    return cache_root() / "models"
+    """Where downloaded models live: `<cache>/models`."""
+    return cache_dir("models")
 
 
 def offline_reason() -> str | None:
