@@ -11,6 +11,7 @@ their own with `build_case`).
 
 from __future__ import annotations
 
+import io
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -144,13 +145,49 @@ def build_case(root: Path) -> ServerCase:
     raise RuntimeError("no model could build the server test index")
 
 
+TAG_LABELS = {"mini": ["circle", "square", "triangle", "star"], "conse": ["cat", "bee", "camera", "boat", "flower"]}
+
+
+def add_review_material(case: ServerCase) -> None:
+    """What the page's views show besides search results, added to a built case and indexed: an exact copy and
+    two dated JPEG renditions of one image (duplicates; browsing by date), a README and a text file named .jpg (not
+    images), a truncated JPEG (unreadable), and one stored tag per image. Facts land in `case.extra`."""
+    source = next(p for p in sorted(case.gallery.rglob("*")) if p.suffix.lower() in (".jpg", ".png")
+                  and p != case.example_image and not case.relevant(p.name) and not case.example_relevant(p.name))
+    review = case.gallery / "review"
+    review.mkdir()
+    copy = review / source.name  # the same bytes in another folder
+    shutil.copyfile(source, copy)
+    dated = {}
+    for year in (2019, 2021):  # file names keep the source's, so name-based relevance checks still hold
+        path = review / f"{source.stem}-{year}.jpg"
+        exif = Image.Exif()
+        exif[0x0132] = f"{year}:06:01 12:00:00"  # DateTime
+        with Image.open(source) as img:
+            img.convert("RGB").save(path, quality=92, exif=exif)
+        dated[path.name] = f"{year}-06-01"
+    (review / "README.md").write_text("Notes about these pictures.\n")
+    (review / "letter.jpg").write_text("Dear reader, this is text with an image's name.\n")
+    whole = io.BytesIO()
+    Image.new("RGB", (320, 240), (30, 120, 200)).save(whole, "JPEG", quality=90)
+    (review / "broken.jpg").write_bytes(whole.getvalue()[: len(whole.getvalue()) // 2])
+    labels = TAG_LABELS.get(case.model, ["a photo", "a drawing", "a pattern"])
+    with Library.open(case.index_dir) as lib:
+        lib.index([case.gallery], workers=2)
+        lib.tag(labels, threshold=None, top=1)  # always one tag per image, so every label count is known
+        tagged = lib.tag_counts()
+    case.extra.update(source=source, copy=copy, dated=dated, not_images=2, unreadable=1, tags=dict(tagged))
+
+
 _cases: dict[str, ServerCase] = {}
 
 
 def shared_case(tmp_path_factory: pytest.TempPathFactory) -> ServerCase:
-    """The index shared by all server tests of this run (built on first use)."""
+    """The index shared by all server tests of this run (built on first use, with the views' review material)."""
     if "shared" not in _cases:
-        _cases["shared"] = build_case(tmp_path_factory.mktemp("server-index"))
+        case = build_case(tmp_path_factory.mktemp("server-index"))
+        add_review_material(case)
+        _cases["shared"] = case
     return _cases["shared"]
 
 

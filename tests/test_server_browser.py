@@ -1,6 +1,8 @@
-"""The web page in headless Chromium (Playwright, sync API): search, query by image (picked, dropped, pasted),
-composed queries, filters, the viewer, the keyboard, the empty state, the token prompt, and the time from a
-search response to its first thumbnail on screen."""
+"""The web page in headless Chromium (Playwright, sync API): the landing page browsing the collection (by date, by
+folder), search, query by image (picked, dropped, pasted; a new query unless combined), composed queries, filters,
+scores shown as what they mean, the viewer, the keyboard, the empty state, the views of tags, clusters and
+duplicate groups, the status popover, the token prompt, and the time from a search response to its first
+thumbnail on screen."""
 
 from __future__ import annotations
 
@@ -14,8 +16,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from PIL import Image
 from server_fixtures import ServerCase, live_server, png_bytes, server_case  # noqa: F401
 
+from pixquery.api import Library
 from pixquery.server.app import create_app
 from pixquery.server.run import BackgroundServer
 
@@ -50,6 +54,7 @@ def page(browser, live_server: BackgroundServer):  # noqa: F811
     tab.on("pageerror", lambda e: errors.append(str(e)))
     tab.goto(live_server.url + "/")
     wait_until(tab, "document.getElementById('status-text').textContent.includes('images')")
+    wait_until(tab, "window.__pixquery.searches > 0")  # the landing page's first page of photos
     yield tab
     context.close()
     assert not errors, errors
@@ -109,7 +114,9 @@ def test_text_search_shows_the_right_image_first_quickly(
     assert names, "no results shown"
     if server_case.meaningful:
         assert server_case.relevant(names[0]), names
-    assert "results for" in page.inner_text("#meta")  # without the cut-off they are not called matches
+    meta = page.inner_text("#meta")
+    assert "closest images" in meta and "matches" not in meta  # without the cut-off they are not called matches
+    assert page.locator(".tile .badge").count() == 0  # no raw scores on the tiles
     assert parse_qs(urlsplit(page.url).query)["q"] == [server_case.text_query]  # the address mirrors the query
 
     # Response-to-first-thumbnail time, over a few searches (the first also warms the browser).
@@ -169,8 +176,13 @@ def test_drop_or_paste_an_image(page, server_case: ServerCase, event: str) -> No
 
 def test_composed_query_sends_weighted_alpha(page, server_case: ServerCase) -> None:  # noqa: F811
     no_cutoff(page)
+    before = renders(page)
     page.set_input_files("#file", str(server_case.example_image))
-    wait_until(page, "window.__pixquery.searches > 0")
+    wait_until(page, f"window.__pixquery.searches > {before}")
+    assert not page.is_visible("#balance")  # an image alone: no balance to set
+    page.check("#combine")  # the user asks to combine the image with words
+    assert page.is_visible("#balance")
+    assert page.evaluate("document.activeElement.id") == "q"
     page.evaluate("const a = document.getElementById('alpha'); a.value = '0.95'; a.dispatchEvent(new Event('input'))")
     assert page.inner_text("#alpha-out") == "95% text"
     before = renders(page)
@@ -217,7 +229,8 @@ def test_open_a_result_browse_and_find_more_like_it(page, server_case: ServerCas
     assert page.inner_text("#info-name") == first
     wait_until(page, "document.getElementById('full').src.includes('/api/image/')")
     wait_until(page, "document.getElementById('info-list').textContent.includes('File')")  # /api/item answered
-    assert "Score" in page.inner_text("#info-list")
+    info = page.inner_text("#info-list")
+    assert "#1 by similarity" in info and "Score" not in info  # where it ranks, not a raw cosine
     page.keyboard.press("ArrowRight")
     assert page.inner_text("#info-name") == second
     before = renders(page)
@@ -318,3 +331,205 @@ def test_dark_scheme_and_small_screens_render(
     assert 2 <= columns <= 3
     tab.screenshot(path=str(tmp_path / "mobile-dark.png"))
     context.close()
+
+
+# --- the landing page and the views ------------------------------------------------------------------------------
+
+
+def indexed_rows(case: ServerCase) -> list:
+    with Library.open(case.index_dir) as lib:
+        return [r for r in lib.catalog.all_files() if r.status == "indexed"]
+
+
+def tile_ids(tab) -> list[int]:
+    return tab.eval_on_selector_all(".tile", "els => els.map(e => Number(e.dataset.id))")
+
+
+def test_landing_page_browses_the_collection_newest_first(page, server_case: ServerCase) -> None:  # noqa: F811
+    # Before any query the page shows the photos, newest taken first (undated ones after the dated).
+    assert page.input_value("#q") == ""
+    assert page.is_visible("#browsebar") and not page.is_visible("#empty")
+    names = tile_names(page)
+    dated = sorted(server_case.extra["dated"].items(), key=lambda item: item[1], reverse=True)
+    assert names[: len(dated)] == [name for name, _ in dated], names
+    assert [page.inner_text(f".tile >> nth={i} >> .badge") for i in range(len(dated))] == [d for _, d in dated]
+    assert "All photos" in page.inner_text("#meta") and "newest taken first" in page.inner_text("#meta")
+    rows = indexed_rows(server_case)
+    assert len(names) == len(rows)  # every indexed image, nothing else (no README, no unreadable file)
+
+    # By when they were added: the last file indexed comes first.
+    with page.expect_response(lambda r: "/api/browse?" in r.url and "sort=added" in r.url) as info:
+        page.select_option("#order", "added")
+    assert info.value.status == 200
+    wait_until(page, f"document.querySelector('.tile')?.dataset.id === '{max(r.id for r in rows)}'")
+    assert "order=added" in page.url  # a reload shows the same
+
+
+def test_browsing_by_folder(page, server_case: ServerCase) -> None:  # noqa: F811
+    folder = str(server_case.filter_folder)
+    chip = page.locator(f"#folder-chips .chip[data-folder='{folder}']")
+    assert chip.is_visible() and chip.get_attribute("aria-pressed") == "false"
+    with page.expect_response(lambda r: "/api/browse?" in r.url and "folder=" in r.url) as info:
+        chip.click()
+    data = info.value.json()
+    assert data["count"] > 0 and all(r["folder"] == folder for r in data["results"])
+    wait_until(page, f"document.querySelectorAll('.tile').length === {data['count']}")
+    expected = {r.id for r in indexed_rows(server_case) if r.folder == folder}
+    assert set(tile_ids(page)) == expected
+    assert chip.get_attribute("aria-pressed") == "true"
+    assert f"Folder: {server_case.filter_folder.name}" in page.inner_text("#meta")
+    assert parse_qs(urlsplit(page.url).query)["folder"] == [folder]
+    with page.expect_response(lambda r: "/api/browse?" in r.url and "folder=" not in r.url):
+        page.click("#folder-chips .chip[data-folder='']")  # "All folders"
+    wait_until(page, f"document.querySelectorAll('.tile').length === {len(indexed_rows(server_case))}")
+
+
+def test_picking_an_image_starts_a_new_query_unless_combined(page, server_case: ServerCase) -> None:  # noqa: F811
+    no_cutoff(page)
+    search_text(page, server_case.compose_text)
+    before = renders(page)
+    with page.expect_response(lambda r: r.url.endswith("/api/search") and r.request.method == "POST") as info:
+        page.set_input_files("#file", str(server_case.example_image))
+    wait_until(page, f"window.__pixquery.searches > {before}")
+    answer = info.value.json()
+    assert answer["method"] != "weighted" and answer["params"] == {}  # the image alone: no words composed with it
+    assert page.input_value("#q") == ""
+    assert tile_names(page)[0] == server_case.example_image.name
+    assert "this image" in page.inner_text("#meta") and "+ image" not in page.inner_text("#meta")
+    # The words were set aside, not lost: "Combine" brings them back, and only then are both searched.
+    assert server_case.compose_text in page.inner_text("#combine-label") and not page.is_visible("#balance")
+    with page.expect_response(lambda r: r.url.endswith("/api/search") and r.request.method == "POST") as info:
+        page.check("#combine")
+    answer = info.value.json()
+    assert page.input_value("#q") == server_case.compose_text and page.is_visible("#balance")
+    assert answer["method"] == "weighted"
+    wait_until(page, "document.getElementById('meta').textContent.includes('+ image')")
+    # Typing new words beside an image that is not combined starts a text search.
+    page.uncheck("#combine")
+    wait_until(page, "document.getElementById('q').value === ''")
+    with page.expect_response(lambda r: "/api/search?" in r.url and "q=" in r.url) as info:
+        page.fill("#q", server_case.text_query)
+        page.press("#q", "Enter")
+    assert "like=" not in info.value.url and not page.is_visible("#ref")
+
+
+def test_scores_are_shown_as_what_they_mean(page, live_server, server_case: ServerCase) -> None:  # noqa: F811
+    page.goto(f"{live_server.url}/?q={server_case.text_query}")  # "only confident matches" is on by default
+    wait_until(page, "window.__pixquery.searches > 0")
+    with httpx.Client(base_url=live_server.url) as c:
+        matches = c.get("/api/search", params={"q": server_case.text_query, "cutoff": "auto"}).json()["matches"]
+    assert matches and page.inner_text("#meta").startswith(f"{matches} match")  # the results are the matches
+    assert page.locator(".tile .badge").count() == 0
+    page.click(".tile >> nth=0")
+    wait_until(page, "document.getElementById('info-list').textContent.includes('File')")
+    info = page.inner_text("#info-list")
+    assert f"1 of {matches} match" in info and "Score" not in info  # a rank, not a raw cosine
+    page.keyboard.press("Escape")
+    page.click("#filters-toggle")
+    before = renders(page)
+    page.check("#scores")  # experts may still see the raw similarity
+    wait_until(page, f"window.__pixquery.searches > {before}")
+    badges = page.eval_on_selector_all(".tile .badge", "els => els.map(e => e.textContent)")
+    assert len(badges) == len(tile_names(page)) and all(0 < float(b) <= 1 for b in badges)
+    page.uncheck("#scores")  # the choice is kept in the browser; leave it off for the other tests
+
+
+def test_tags_view_lists_tags_and_a_tag_shows_its_images(page, server_case: ServerCase) -> None:  # noqa: F811
+    page.click("#tab-tags")
+    assert page.is_visible("#panel-tags") and not page.is_visible("#panel-photos")
+    wait_until(page, "document.querySelectorAll('#tag-list .chip').length > 0")
+    shown = page.eval_on_selector_all(
+        "#tag-list .chip", "els => els.map(e => [e.dataset.tag, Number(e.querySelector('.count').textContent)])")
+    assert dict(shown) == server_case.extra["tags"]
+    assert [n for _, n in shown] == sorted((n for _, n in shown), reverse=True)  # most used first
+    tag, count = shown[0]
+    with page.expect_response(lambda r: "/api/browse?" in r.url and "tag=" in r.url) as info:
+        page.click(f"#tag-list .chip[data-tag='{tag}']")
+    assert parse_qs(urlsplit(info.value.url).query)["tag"] == [tag]
+    wait_until(page, f"document.querySelectorAll('.tile').length === {count}")
+    with Library.open(server_case.index_dir) as lib:
+        tagged = {i for i, tags in lib.catalog.read_tags().items() if any(t.label == tag for t in tags)}
+    assert set(tile_ids(page)) == tagged
+    assert page.is_visible("#panel-photos") and f"Tag: {tag}" in page.inner_text("#meta")
+    assert parse_qs(urlsplit(page.url).query)["tag"] == [tag]
+    page.click("#scope-clear")  # back to every photo
+    wait_until(page, f"document.querySelectorAll('.tile').length === {len(indexed_rows(server_case))}")
+
+
+def test_clusters_view_shows_named_clusters_with_thumbnails(page, server_case: ServerCase) -> None:  # noqa: F811
+    page.click("#tab-clusters")
+    # Made in the background (the first time a model names clusters it embeds its vocabulary): the page polls.
+    wait_until(page, "document.querySelectorAll('#cluster-list .card').length > 0", timeout=300)
+    cards = page.eval_on_selector_all("#cluster-list .card", """els => els.map(e => ({
+        id: e.dataset.cluster, name: e.querySelector('strong').textContent,
+        thumbs: Array.from(e.querySelectorAll('img')).map(i => i.getAttribute('src'))}))""")
+    assert all(c["name"].strip() and c["thumbs"] for c in cards), cards
+    assert all(src.startswith("/api/thumb/") for c in cards for src in c["thumbs"])
+    wait_until(page, "Array.from(document.querySelectorAll('#cluster-list img'))"
+                     ".every(i => i.complete && i.naturalWidth > 0)")
+    assert "clusters of" in page.inner_text("#clusters-meta") and not page.is_visible("#clusters-progress")
+    with httpx.Client(base_url=page.url.split("/?")[0]) as c:
+        result = c.get("/api/clusters").json()["result"]
+    first = result["clusters"][0]
+    assert cards[0]["name"] == first["name"]
+    with page.expect_response(lambda r: f"/api/clusters/{first['id']}?" in r.url):
+        page.click("#cluster-list .card >> nth=0")
+    wait_until(page, f"document.querySelectorAll('.tile').length === {min(first['size'], 60)}")
+    assert f"Cluster: {first['name']}" in page.inner_text("#meta") and not page.is_visible("#browsebar")
+    page.click("#back-clusters")
+    assert page.is_visible("#panel-clusters")
+
+
+def test_duplicates_view_is_a_review_list_with_keepers(page, server_case: ServerCase) -> None:  # noqa: F811
+    page.click("#tab-duplicates")
+    notice = page.inner_text("#dups-notice")
+    assert "nothing can be deleted" in notice
+    wait_until(page, "document.querySelectorAll('#dup-list .group').length > 0", timeout=300)
+    groups = page.locator("#dup-list .group")
+    for i in range(groups.count()):
+        group = groups.nth(i)
+        assert group.locator(".member.keeper").count() == 1  # one suggested keeper per group
+        assert "Suggested keeper:" in group.locator(".reason").inner_text()
+        assert group.locator(".member").count() >= 2
+    # The exact copy and its source are one group, side by side with their resolution and size.
+    source, copy = server_case.extra["source"], server_case.extra["copy"]
+    both = page.locator("#dup-list .group", has=page.locator(f".file[title='{copy}']")).filter(
+        has=page.locator(f".file[title='{source}']"))
+    assert both.count() == 1
+    assert "Exact copies" in both.inner_text()
+    with Image.open(source) as img:
+        size = f"{img.width} × {img.height}"
+    assert both.inner_text().count(size) >= 2
+    # Nothing on the page can delete, move or change a file.
+    controls = page.eval_on_selector_all(
+        "main button, main a, main input, dialog button, dialog a", "els => els.map(e => `${e.textContent} ${e.getAttribute('aria-label')}`.toLowerCase())")
+    assert not [c for c in controls if any(w in c for w in ("delete", "remove", "trash", "move to"))], controls
+    # A member opens in the viewer, stepping through its group.
+    both.locator(".member-thumb >> nth=0").click()
+    wait_until(page, "document.getElementById('viewer').open")
+    assert page.inner_text("#info-name") in (source.name, copy.name)
+    page.keyboard.press("Escape")
+
+
+def test_status_popover_counts_not_images_apart_from_unreadable(page, server_case: ServerCase) -> None:  # noqa: F811
+    page.click("#status-pill")
+    assert page.is_visible("#status-pop")
+    rows = dict(zip(page.eval_on_selector_all("#status-list dt", "els => els.map(e => e.textContent)"),
+                    page.eval_on_selector_all("#status-list dd", "els => els.map(e => e.textContent)"), strict=True))
+    assert rows["Not images"] == str(server_case.extra["not_images"])  # README.md and a text file named .jpg
+    assert rows["Unreadable"] == str(server_case.extra["unreadable"])  # a truncated JPEG
+    assert rows["Images"] == str(len(indexed_rows(server_case)))
+
+
+def test_view_tabs_work_from_the_keyboard_and_survive_a_reload(page, live_server) -> None:  # noqa: F811
+    page.focus("#tab-photos")
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate("document.activeElement.id") == "tab-tags" and page.is_visible("#panel-tags")
+    assert page.get_attribute("#tab-tags", "aria-selected") == "true"
+    page.keyboard.press("End")
+    assert page.evaluate("document.activeElement.id") == "tab-duplicates"
+    page.keyboard.press("Home")
+    assert page.is_visible("#panel-photos")
+    page.goto(f"{live_server.url}/?view=tags")
+    wait_until(page, "document.querySelectorAll('#tag-list .chip').length > 0")
+    assert page.get_attribute("#tab-tags", "aria-selected") == "true"

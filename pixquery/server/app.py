@@ -41,6 +41,7 @@ from pixquery.server.params import MAX_ID, SearchParams, SimilarParams, read_mul
 from pixquery.server.queries import spec_from_form, spec_from_json
 from pixquery.server.service import IndexService
 from pixquery.server.thumbs import cache_key
+from pixquery.server.views import install_views
 
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]", "::1"]
 TOKEN_COOKIE = "pixquery_token"
@@ -230,6 +231,7 @@ def create_app(
         """Stop the running re-index after its current batch (what it committed stays; a rerun resumes)."""
         return {"reindex": service.stop_reindex()}
 
+    install_views(app, service, api)
     return app
 
 

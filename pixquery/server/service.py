@@ -14,17 +14,27 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pixquery.api import Hit, Item, QuerySpec
-from pixquery.errors import IndexFormatError, NotFoundError, PixqueryError, StaleFileError
+from pixquery.api import Hit, Item, Library, QuerySpec
+from pixquery.errors import IndexFormatError, NotFoundError, PixqueryError, QueryError, StaleFileError
+from pixquery.progress import ProgressFn
 from pixquery.server.jobs import ReindexJob
 from pixquery.server.limits import ApiError
+from pixquery.server.organizing import Organizer, Run
 from pixquery.server.pool import LibraryPool
+from pixquery.server.queries import query_error
 from pixquery.server.thumbs import BROWSER_FORMATS, ThumbCache, ThumbWarmer, cache_key
 
 STATUS_TTL_S = 2.0
 """`Library.info()` walks the index folder (thumbnails included); a status poll every second must not redo it."""
 MAX_FOLDERS = 500
 STREAM_CHUNK = 256 * 1024
+NOT_AN_IMAGE = "not an image"
+"""How the reason of a file that is no image at all begins, from discovery ("not an image file extension (txt)",
+`media.discover`) or from the decoder ("not an image, or a format Pillow cannot read", `media.decode`). Every other
+reason (corrupt or truncated data, too many pixels, a broken link, a folder not readable) is a file that should
+have been readable; the status counts the two apart."""
+BROWSE_FIELDS = {"filters.tags": "tag"}
+"""Filter keys the browse form names differently from a search form (see `queries.FORM_FIELDS`)."""
 
 
 class IndexService:
@@ -50,6 +60,8 @@ class IndexService:
         self._roots = list(roots) if roots else None
         self._status: tuple[float, tuple[Any, ...], dict[str, Any]] | None = None
         self._folders: tuple[str | None, list[dict[str, Any]]] | None = None
+        self.organizer = Organizer({"clusters": _make_clusters, "duplicates": _find_duplicates},
+                                   self.library.view_for_thread, self.version)
 
     def warm_up(self) -> None:
         """Load the model and map the vectors now, so the first search is as fast as the next ones; start making
@@ -63,6 +75,7 @@ class IndexService:
     def close(self) -> None:
         """Stop a running re-index and release the index."""
         self.warmer.stop()
+        self.organizer.close()
         self.job.stop(grace_s=5.0)
         self.job.wait(timeout=10.0)
         self.pool.close()
@@ -95,8 +108,14 @@ class IndexService:
         }
 
     def browse(self, filters: dict[str, Any], sort: str, offset: int, k: int) -> dict[str, Any]:
-        """Indexed images without a query, newest first (by date taken or by when they were added)."""
-        rows = self.library.browse(filters, "taken" if sort == "date" else "added", offset, k + 1)
+        """Indexed images without a query, newest first (by date taken or by when they were added); `filters` as a
+        query spec's (a bad value is a 422 naming the form field)."""
+        try:
+            rows = self.library.browse(filters, "taken" if sort == "date" else "added", offset, k + 1)
+        except QueryError as exc:
+            error = query_error(exc, form=True)
+            error.field = BROWSE_FIELDS.get(error.field or "", error.field)
+            raise error from None
         page = rows[:k]
         return {"results": [item_json(row) for row in page], "offset": offset, "k": k, "count": len(page),
                 "more": len(rows) > k}
@@ -160,6 +179,11 @@ class IndexService:
             public = {k: v for k, v in info.items() if k not in ("index", "errors", "skipped", "roots")}
             public["errors"] = len(info["errors"])
             public["skipped"] = len(info["skipped"])
+            # What a person needs to know apart: files that are no images at all (a README, a .txt; nothing to
+            # fix) and images that could not be read (corrupt, truncated, too large, a broken link).
+            problems = [entry.get("reason") or "" for entry in (*info["errors"], *info["skipped"])]
+            public["not_images"] = sum(reason.startswith(NOT_AN_IMAGE) for reason in problems)
+            public["unreadable"] = len(problems) - public["not_images"]
             self._status = (now, key, public)
         index = dict(self._status[2])
         if job["running"]:  # live progress: the catalog counts move as the indexer commits each batch
@@ -175,6 +199,86 @@ class IndexService:
             ranked = self.library.folders(MAX_FOLDERS)
             self._folders = (stamp, [{"folder": f, "count": n} for f, n in ranked])
         return self._folders[1]
+
+    def version(self) -> str | None:
+        """The index's version: changes whenever an indexing run finishes."""
+        return self.library.meta("last_indexed_at")
+
+    def tags(self) -> list[dict[str, Any]]:
+        """Stored tags with how many images carry each, most frequent first."""
+        return [{"tag": tag, "count": n} for tag, n in self.library.tag_counts()]
+
+    # --- organising (clusters, duplicates): made in the background, kept per index version ------------------
+    def organized(self, kind: str) -> tuple[Run | None, dict[str, Any]]:
+        """The latest run of `kind` and its public state (without its result)."""
+        run, version = self.organizer.latest(kind)
+        if run is None:
+            return None, {"state": "idle", "params": None, "current": False, "progress": None, "error": None,
+                          "started_at": None, "finished_at": None, "took_s": None}
+        return run, run.public(version)
+
+    def start_organizing(self, kind: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Queue a run of `kind` (unless an equal one is queued, running or current) and report its state."""
+        run, _ = self.organizer.start(kind, params)
+        return run.public(self.version())
+
+    def clusters(self) -> dict[str, Any]:
+        """The latest clustering: its state and, once made, the clusters with their representatives (members are
+        paged by `cluster_members`)."""
+        run, data = self.organized("clusters")
+        result = run.result if run is not None else None
+        if result is None:
+            return {**data, "result": None}
+        reps = [ref["id"] for c in result["clusters"] for ref in c["representatives"]]
+        rows = self.library.items(reps)
+        clusters = [
+            {key: value for key, value in c.items() if key not in ("members", "representatives")}
+            | {"representatives": [item_json(rows[r["id"]]) for r in c["representatives"] if r["id"] in rows]}
+            for c in result["clusters"]
+        ]
+        summary = {key: value for key, value in result.items() if key not in ("clusters", "unclustered")}
+        summary.update(clusters=clusters, unclustered=len(result.get("unclustered", [])))
+        return {**data, "result": summary}
+
+    def cluster_members(self, cluster_id: int, offset: int, k: int) -> dict[str, Any]:
+        """One page of a cluster's members (of the latest clustering), nearest the centre first."""
+        run, _ = self.organized("clusters")
+        if run is None or run.result is None:
+            raise ApiError(409, "not_ready", "no clustering has been made yet: POST /api/clusters first")
+        found = [c for c in run.result["clusters"] if c["id"] == cluster_id]
+        if not found:
+            raise ApiError(404, "not_found", f"the latest clustering has no cluster {cluster_id}", "cluster_id")
+        cluster = found[0]
+        ids = [m["id"] for m in cluster["members"]]
+        return {"cluster": {"id": cluster["id"], "name": cluster["name"], "size": cluster["size"]},
+                **self._page_of_ids(ids, offset, k)}
+
+    def duplicates(self, offset: int, k: int) -> dict[str, Any]:
+        """The latest duplicate finding: its state and, once made, one page of its groups, each member with its
+        thumbnail and image URLs (a member gone since is marked `gone`)."""
+        run, data = self.organized("duplicates")
+        result = run.result if run is not None else None
+        if result is None:
+            return {**data, "result": None}
+        groups = result["groups"][offset : offset + k]
+        rows = self.library.items([m["id"] for g in groups for m in g["members"]])
+
+        def member(entry: dict[str, Any]) -> dict[str, Any]:
+            row = rows.get(entry["id"])
+            return {**entry, **item_json(row)} if row is not None else {**entry, "gone": True}
+
+        page = [{**g, "members": [member(m) for m in g["members"]]} for g in groups]
+        summary = {key: value for key, value in result.items() if key != "groups"}
+        summary.update(groups=page, offset=offset, k=k, count=len(page), total=len(result["groups"]),
+                       more=offset + k < len(result["groups"]))
+        return {**data, "result": summary}
+
+    def _page_of_ids(self, ids: list[int], offset: int, k: int) -> dict[str, Any]:
+        page_ids = ids[offset : offset + k]
+        rows = self.library.items(page_ids)
+        results = [item_json(rows[i]) for i in page_ids if i in rows]
+        return {"results": results, "offset": offset, "k": k, "count": len(results),
+                "more": offset + k < len(ids)}
 
     def roots(self) -> list[str]:
         """The folders a re-index looks at: given to the server, else those the index covers."""
@@ -193,6 +297,14 @@ class IndexService:
         if not self.job.stop():
             raise ApiError(409, "not_running", "no re-index is running")
         return self.job.status()
+
+
+def _make_clusters(library: Library, params: dict[str, Any], progress: ProgressFn) -> dict[str, Any]:
+    return library.cluster(k=params["k"], method=params["method"], progress=progress)
+
+
+def _find_duplicates(library: Library, params: dict[str, Any], progress: ProgressFn) -> dict[str, Any]:
+    return library.duplicates(progress=progress)
 
 
 @contextlib.contextmanager
