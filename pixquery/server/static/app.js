@@ -1231,7 +1231,7 @@
         const badge = document.createElement("span");
         badge.className = "keep";
         badge.textContent = "Suggested keeper";
-        cap.append(badge);
+        li.append(badge); // over the thumbnail, so every caption starts at the same height
       }
       const name = document.createElement("span");
       name.className = "file";
@@ -1246,7 +1246,8 @@
       where.textContent = m.folder ? shortFolder(m.folder) : "";
       where.title = m.folder || "";
       cap.append(name, facts, where);
-      li.append(figure, cap);
+      li.prepend(figure);
+      li.append(cap);
       members.append(li);
     }
     card.append(head, reason, members);
