@@ -12,10 +12,10 @@ still reported, marked not current, until a new run replaces it.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,7 +81,11 @@ class Organizer:
         self._runs: dict[str, Run] = {}
         self._lock = threading.Lock()
         self._closing = threading.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixquery-organize")
+        self._queue: queue.Queue[Run | None] = queue.Queue()
+        # A daemon thread: a server stopped in the middle of a long run exits at once instead of waiting for it
+        # (what a run writes, the fingerprint cache and a calibrated threshold, is written atomically).
+        self._worker = threading.Thread(target=self._serve, name="pixquery-organize", daemon=True)
+        self._worker.start()
 
     def latest(self, kind: str) -> tuple[Run | None, str | None]:
         """The latest run of `kind` (None if there was none) and the index's current version."""
@@ -104,13 +108,17 @@ class Organizer:
             # it in the worker (a replaced run that has not started yet is skipped).
             run = Run(kind, dict(params), version)
             self._runs[kind] = run
-        self._executor.submit(self._execute, run)
+        self._queue.put(run)
         return run, True
 
     def close(self) -> None:
         """Stop the running run at its next progress report and drop queued ones (the server is shutting down)."""
         self._closing.set()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._queue.put(None)
+
+    def _serve(self) -> None:
+        while (run := self._queue.get()) is not None and not self._closing.is_set():
+            self._execute(run)
 
     def _check(self, kind: str) -> None:
         if kind not in self._work:

@@ -1073,7 +1073,7 @@
     }
     if (state.view !== kind) return;
     const bar = $(view.progress);
-    $(view.redo).hidden = !["done", "failed"].includes(data.state);
+    $(view.redo).hidden = data.state !== "failed"; // a current result is kept: making it again changes nothing
     if (data.state === "queued" || data.state === "running") {
       const p = data.progress;
       const started = data.started_at ? Math.max(0, Math.round(Date.now() / 1000 - data.started_at)) : 0;
