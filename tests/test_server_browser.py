@@ -502,7 +502,8 @@ def test_duplicates_view_is_a_review_list_with_keepers(page, server_case: Server
     assert both.inner_text().count(size) >= 2
     # Nothing on the page can delete, move or change a file.
     controls = page.eval_on_selector_all(
-        "main button, main a, main input, dialog button, dialog a", "els => els.map(e => `${e.textContent} ${e.getAttribute('aria-label')}`.toLowerCase())")
+        "main button, main a, main input, dialog button, dialog a",
+        "els => els.map(e => `${e.textContent} ${e.getAttribute('aria-label')}`.toLowerCase())")
     assert not [c for c in controls if any(w in c for w in ("delete", "remove", "trash", "move to"))], controls
     # A member opens in the viewer, stepping through its group.
     both.locator(".member-thumb >> nth=0").click()
