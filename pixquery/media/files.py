@@ -40,7 +40,7 @@ def kind_of(mode: int) -> str:
 def reason_of(exc: OSError) -> str:
     """A user-facing reason for an OSError raised while opening or reading a file."""
     if exc.errno == errno.ELOOP:
-        return "a symbolic link loop (the link points back to itself)"
+        return "a symbolic link loop (following the link leads back to it)"
     if exc.errno in (errno.ENOENT, errno.ENOTDIR):
         return "the file no longer exists (or is a broken link)"
     if exc.errno in (errno.EACCES, errno.EPERM):

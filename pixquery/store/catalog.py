@@ -2,6 +2,11 @@
 
 WAL mode lets searches read while an indexer writes. A row's `status` is `pending` (known, not yet embedded),
 `indexed` (its vector is in the vector store) or `error` (it could not be read; `error` says why).
+
+File names are whatever bytes the disk holds. Python gives a name that is not valid UTF-8 as a str with surrogate
+escapes, which SQLite cannot store as TEXT; such a path (and its folder) is stored as a BLOB of its bytes instead,
+and read back to the very same str. Every valid name stays TEXT, so each path has exactly one stored form and the
+UNIQUE constraint, equality and prefix comparisons keep working. Only this module knows.
 """
 
 from __future__ import annotations
@@ -57,6 +62,46 @@ CREATE TABLE IF NOT EXISTS tags (
 CREATE INDEX IF NOT EXISTS tags_label ON tags(label);
 """
 
+PATH_COLUMNS = ("path", "folder")
+
+
+def to_db_path(path: str) -> str | bytes:
+    """How a path is stored: as text when it is valid UTF-8, else as the bytes of the name (lossless)."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape")
+
+
+def from_db_path(value: str | bytes) -> str:
+    """A stored path back as Python gives it (surrogate escapes for bytes that are not UTF-8)."""
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+
+
+def _db_text(value: Any) -> Any:
+    """A message or metadata text made storable: characters that are not valid Unicode shown as escapes."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
+def _db_params(params: Sequence[Any]) -> list[Any]:
+    """Bound parameters of a filter: a path or pattern that is not valid UTF-8 compared in its stored form."""
+    out = []
+    for value in params:
+        if isinstance(value, str):
+            try:
+                value = to_db_path(value)
+            except UnicodeEncodeError:  # a lone surrogate no file name can hold: it matches nothing
+                value = value.encode("utf-8", "surrogatepass")
+        out.append(value)
+    return out
+
+
 METADATA_COLUMNS = ("width", "height", "format", "taken_at", "camera_make", "camera_model", "gps_lat", "gps_lon")
 
 
@@ -93,6 +138,13 @@ class FileRow:
     def metadata(self) -> dict[str, Any]:
         """What a search result shows about the photo: size, format, date taken, camera, position."""
         return {key: getattr(self, key) for key in METADATA_COLUMNS}
+
+
+def _row(record: sqlite3.Row) -> FileRow:
+    values = dict(record)
+    for column in PATH_COLUMNS:
+        values[column] = from_db_path(values[column])
+    return FileRow(**values)
 
 
 @dataclass(frozen=True)
@@ -150,7 +202,7 @@ class Catalog:
 
     # --- reading ------------------------------------------------------------------------------------------
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[FileRow]:
-        return [FileRow(**dict(r)) for r in self.db.execute(sql, params)]
+        return [_row(r) for r in self.db.execute(sql, params)]
 
     def get(self, file_id: int) -> FileRow | None:
         rows = self._rows("SELECT * FROM files WHERE id = ?", (int(file_id),))
@@ -168,12 +220,16 @@ class Catalog:
         return out
 
     def by_path(self, path: str) -> FileRow | None:
-        rows = self._rows("SELECT * FROM files WHERE path = ?", (path,))
+        try:
+            stored = to_db_path(path)
+        except UnicodeEncodeError:
+            return None  # a lone surrogate that no file name on disk can hold
+        rows = self._rows("SELECT * FROM files WHERE path = ?", (stored,))
         return rows[0] if rows else None
 
     def all_files(self) -> Iterator[FileRow]:
         for r in self.db.execute("SELECT * FROM files ORDER BY id"):
-            yield FileRow(**dict(r))
+            yield _row(r)
 
     def ids_with_status(self, status: str) -> list[int]:
         return [r[0] for r in self.db.execute("SELECT id FROM files WHERE status = ? ORDER BY id", (status,))]
@@ -191,7 +247,7 @@ class Catalog:
         """Ids of indexed files matching a filter (built from a query spec by pixquery.query.filters)."""
         clause, params = where.sql()
         sql = f"SELECT id FROM files WHERE status = 'indexed' AND ({clause}) ORDER BY id"
-        return [r[0] for r in self.db.execute(sql, params)]
+        return [r[0] for r in self.db.execute(sql, _db_params(params))]
 
     def browse(self, where: Filter, order: str = "added", offset: int = 0, limit: int = 100) -> list[FileRow]:
         """Indexed files matching `where`, newest first: by date taken (`order="taken"`, undated last) or by when
@@ -201,13 +257,13 @@ class Catalog:
         if order not in orders:
             raise ValueError(f"order must be one of {', '.join(orders)}")
         sql = f"SELECT * FROM files WHERE status = 'indexed' AND ({clause}) ORDER BY {orders[order]} LIMIT ? OFFSET ?"
-        return self._rows(sql, (*params, int(limit), int(offset)))
+        return self._rows(sql, (*_db_params(params), int(limit), int(offset)))
 
     def folders(self, limit: int | None = None) -> list[tuple[str, int]]:
         """(folder, number of indexed files) for every folder holding some, most populated first."""
         sql = "SELECT folder, COUNT(*) AS n FROM files WHERE status = 'indexed' GROUP BY folder ORDER BY n DESC, folder"
         rows = self.db.execute(sql + (" LIMIT ?" if limit else ""), (limit,) if limit else ())
-        return [(str(folder), int(n)) for folder, n in rows]
+        return [(from_db_path(folder), int(n)) for folder, n in rows]
 
     def data_version(self) -> tuple[int, int]:
         """Changes whenever the catalog changes: SQLite's data_version (other connections) and our own changes."""
@@ -256,7 +312,8 @@ class Catalog:
         cur = self.db.execute(
             "INSERT INTO files(path, folder, ext, size, mtime_ns, content_hash, status, added_at, device, inode) "
             "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-            (path, folder, ext, size, mtime_ns, content_hash, time.time(), device, inode),
+            (to_db_path(path), to_db_path(folder), _db_text(ext), size, mtime_ns, content_hash, time.time(), device,
+             inode),
         )
         return int(cur.lastrowid)
 
@@ -285,7 +342,7 @@ class Catalog:
     ) -> None:
         self.db.execute(
             "UPDATE files SET path = ?, folder = ?, ext = ?, mtime_ns = ?, device = ?, inode = ? WHERE id = ?",
-            (path, folder, ext, mtime_ns, device, inode, file_id),
+            (to_db_path(path), to_db_path(folder), _db_text(ext), mtime_ns, device, inode, file_id),
         )
 
     def delete(self, ids: Iterable[int]) -> None:
@@ -293,14 +350,14 @@ class Catalog:
 
     def mark_indexed(self, file_id: int, metadata: dict[str, Any]) -> None:
         cols = ", ".join(f"{c} = ?" for c in METADATA_COLUMNS)
-        values = [metadata.get(c) for c in METADATA_COLUMNS]
+        values = [_db_text(metadata.get(c)) for c in METADATA_COLUMNS]
         self.db.execute(
             f"UPDATE files SET status = 'indexed', error = NULL, indexed_at = ?, {cols} WHERE id = ?",
             (time.time(), *values, file_id),
         )
 
     def mark_error(self, file_id: int, reason: str) -> None:
-        self.db.execute("UPDATE files SET status = 'error', error = ? WHERE id = ?", (reason, file_id))
+        self.db.execute("UPDATE files SET status = 'error', error = ? WHERE id = ?", (_db_text(reason), file_id))
 
     def mark_pending(self, ids: Iterable[int]) -> None:
         self.db.executemany("UPDATE files SET status = 'pending' WHERE id = ?", [(int(i),) for i in ids])
