@@ -394,24 +394,18 @@ class Library:
         and modification time; where only those two differ, the same content hash). Otherwise `NotFoundError` (gone,
         outside the roots) or `StaleFileError` (changed or swapped since it was indexed: re-index).
         """
-        from pixquery.media.files import FileIdentity, UnreadableFile, hash_handle, open_regular
+        from pixquery.media.files import FileChanged, UnreadableFile, open_same
 
         row = self.item(file_id)
         if not is_under(row.path, self.roots()):
             raise NotFoundError(f"image {file_id} is not inside the folders this index covers")
         try:
-            handle = open_regular(row.path)
+            handle = open_same(row.path, row.size, row.mtime_ns, row.device, row.inode, row.content_hash)
+        except FileChanged as exc:
+            raise StaleFileError(f"image {file_id} {exc} since it was indexed; re-index to see it") from None
         except UnreadableFile as exc:
             raise NotFoundError(f"image {file_id} cannot be opened: {exc}") from None
         with handle:
-            ident = FileIdentity.of(handle)
-            if row.inode is not None and (ident.device, ident.inode) != (row.device, row.inode):
-                raise StaleFileError(f"image {file_id} was replaced by another file since it was indexed; "
-                                     "re-index to see the new one")
-            if (ident.size, ident.mtime_ns) != (row.size, row.mtime_ns):
-                if ident.size != row.size or hash_handle(handle) != row.content_hash:
-                    raise StaleFileError(f"image {file_id} changed since it was indexed; re-index to see it")
-                handle.seek(0)
             yield handle, row
 
     def read_image(self, file_id: int, target_size: int | None = None,

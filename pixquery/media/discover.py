@@ -45,6 +45,8 @@ class Discovery:
     roots: list[Path]
     stats: dict[str, os.stat_result] = field(default_factory=dict)
     """The stat of each file in `files` (by its path as a string), taken when it was found."""
+    duplicates: dict[str, str] = field(default_factory=dict)
+    """Paths left out as another path of a listed file (a link, a hard link): path -> the path listed."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class _Walk:
         # in it) is then listed under its own path whenever it has one inside the roots.
         self.real: list[tuple[str, bool]] = []
         self.linked: list[str] = []
+        self.duplicates: dict[str, str] = {}
 
     def skip(self, path: str, reason: str) -> None:
         self.skipped.append(Skipped(path, reason))
@@ -211,6 +214,7 @@ class _Walk:
             if key in chosen:
                 if chosen[key].path != cand.path:
                     self.skip(cand.path, f"the same file as {chosen[key].path}: indexed once")
+                    self.duplicates[cand.path] = chosen[key].path
                 continue
             chosen[key] = cand
         files = sorted(chosen.values(), key=lambda c: c.path)
@@ -234,4 +238,4 @@ def discover(
     walk = _Walk(list(include), list(exclude), hidden, follow_symlinks, extensions)
     resolved = [walk.root(root) for root in roots]
     files, stats = walk.unique_files()
-    return Discovery(files=files, skipped=walk.skipped, roots=resolved, stats=stats)
+    return Discovery(files=files, skipped=walk.skipped, roots=resolved, stats=stats, duplicates=walk.duplicates)

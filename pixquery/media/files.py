@@ -94,6 +94,35 @@ def hash_handle(handle: BinaryIO) -> str:
     return digest.hexdigest()
 
 
+class FileChanged(UnreadableFile):
+    """The file at a path is not the one expected: replaced by another, or its content changed."""
+
+
+def open_same(
+    path: str | os.PathLike[str], size: int, mtime_ns: int, device: int | None, inode: int | None, content_hash: str
+) -> BinaryIO:
+    """Open `path` only if it is still the file described (as the catalog recorded it when indexing).
+
+    Checked on the opened descriptor (`open_regular`: a regular file, never blocking): the same device and inode
+    (when recorded), and the same size and modification time; where only the time moved (a `touch`, a copy back),
+    the same content hash. Raises `FileChanged` saying what changed, or `UnreadableFile` (gone, not a regular file,
+    not readable).
+    """
+    handle = open_regular(path)
+    try:
+        ident = FileIdentity.of(handle)
+        if inode is not None and (ident.device, ident.inode) != (device, inode):
+            raise FileChanged("was replaced by another file")
+        if (ident.size, ident.mtime_ns) != (size, mtime_ns):
+            if ident.size != size or hash_handle(handle) != content_hash:
+                raise FileChanged("changed")
+            handle.seek(0)
+        return handle
+    except BaseException:
+        handle.close()
+        raise
+
+
 def hash_file(path: str | os.PathLike[str]) -> tuple[str, FileIdentity]:
     """(content hash, identity) of a regular file, read through one descriptor (so both describe the same file)."""
     with open_regular(path) as handle:
