@@ -9,8 +9,9 @@ from typing import Annotated, Any
 
 from fastapi import Query, Request
 from PIL import Image
+from pydantic import Field
 
-from pixquery.api import QuerySpec
+from pixquery.api import QuerySpec, composition_methods
 from pixquery.server.limits import ApiError, BodyTooLarge, Limits
 from pixquery.server.queries import SearchForm, decode_upload, spec_from_form
 
@@ -18,6 +19,20 @@ MAX_ID = 2**62
 """Catalog ids are SQLite integers; anything larger is refused by validation before it reaches the catalog."""
 Upload = tuple[bytes, str | None]
 """An uploaded file's bytes and the client's file name."""
+MAX_TEXT = 10_000
+"""Longest text parameter the schema admits (a query's own limit, `Limits.max_query_chars`, is written into the
+served schema by `openapi.apply_limits`)."""
+MAX_FILTER = 4096
+"""Longest filter value (as `pixquery.query.filters.MAX_VALUE_CHARS`)."""
+DATE_PATTERN = r"^\d{4}(-\d{2}(-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?)?)?$"
+METHOD_PATTERN = "^(" + "|".join(["auto", *composition_methods()]) + ")$"
+SORT_PATTERN = "^(score|date)$"
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
+FilterValue = Annotated[str, Field(max_length=MAX_FILTER)]
+CatalogId = Annotated[int, Field(ge=1, le=MAX_ID)]
+Negatives = Annotated[list[Text], Query(alias="not", max_length=16, description="what results should not show")]
+Examples = Annotated[list[CatalogId], Query(max_length=16, description="catalog ids of example images")]
+Extensions = Annotated[list[FilterValue], Query(max_length=100, description="file types, e.g. jpg")]
 
 
 class SimilarParams:
@@ -25,15 +40,19 @@ class SimilarParams:
 
     def __init__(
         self,
-        k: Annotated[int, Query(ge=1, description="results per page")] = 40,
-        offset: Annotated[int, Query(ge=0, description="results to skip (paging)")] = 0,
-        cutoff: Annotated[str | None, Query(description="'auto', a rule ('mad:4'), a score, or empty")] = None,
-        not_: Annotated[list[str], Query(alias="not", description="what results should not show")] = [],  # noqa: B006
-        folder: Annotated[str | None, Query(description="only images in this folder or below")] = None,
-        date_from: Annotated[str | None, Query(description="taken on or after (YYYY, YYYY-MM, YYYY-MM-DD)")] = None,
-        date_to: Annotated[str | None, Query(description="taken on or before (YYYY, YYYY-MM, YYYY-MM-DD)")] = None,
-        ext: Annotated[list[str], Query(description="file types, e.g. jpg")] = [],  # noqa: B006
-        sort: Annotated[str, Query(description="'score' or 'date'")] = "score",
+        k: Annotated[int, Query(ge=1, le=10_000, description="results per page")] = 40,
+        offset: Annotated[int, Query(ge=0, le=10_000, description="results to skip (paging)")] = 0,
+        cutoff: Annotated[str | None, Query(max_length=64,
+                                            description="'auto', a rule ('mad:4'), a score, or empty")] = None,
+        not_: Negatives = [],  # noqa: B006
+        folder: Annotated[str | None, Query(max_length=MAX_FILTER,
+                                            description="only images in this folder or below")] = None,
+        date_from: Annotated[str | None, Query(pattern=DATE_PATTERN,
+                                               description="taken on or after (YYYY, YYYY-MM, YYYY-MM-DD)")] = None,
+        date_to: Annotated[str | None, Query(pattern=DATE_PATTERN,
+                                             description="taken on or before (YYYY, YYYY-MM, YYYY-MM-DD)")] = None,
+        ext: Extensions = [],  # noqa: B006
+        sort: Annotated[str, Query(pattern=SORT_PATTERN, description="'score' or 'date'")] = "score",
     ) -> None:
         self.k, self.offset, self.cutoff, self.negatives = k, offset, cutoff, not_
         self.folder, self.date_from, self.date_to, self.ext, self.sort = folder, date_from, date_to, ext, sort
@@ -51,19 +70,24 @@ class SearchParams(SimilarParams):
 
     def __init__(
         self,
-        q: Annotated[str | None, Query(description="what to look for, in words")] = None,
-        like: Annotated[list[int], Query(description="catalog ids of example images")] = [],  # noqa: B006
-        method: Annotated[str, Query(description="composition method: auto, sum, weighted, pdv, ...")] = "auto",
+        q: Annotated[str | None, Query(max_length=MAX_TEXT, description="what to look for, in words")] = None,
+        like: Examples = [],  # noqa: B006
+        method: Annotated[str, Query(pattern=METHOD_PATTERN,
+                                     description="composition method: auto, sum, weighted, pdv, ...")] = "auto",
         alpha: Annotated[float | None, Query(ge=0, le=1, description="text share for method=weighted")] = None,
-        k: Annotated[int, Query(ge=1, description="results per page")] = 40,
-        offset: Annotated[int, Query(ge=0, description="results to skip (paging)")] = 0,
-        cutoff: Annotated[str | None, Query(description="'auto', a rule ('mad:4'), a score, or empty")] = None,
-        not_: Annotated[list[str], Query(alias="not", description="what results should not show")] = [],  # noqa: B006
-        folder: Annotated[str | None, Query(description="only images in this folder or below")] = None,
-        date_from: Annotated[str | None, Query(description="taken on or after (YYYY, YYYY-MM, YYYY-MM-DD)")] = None,
-        date_to: Annotated[str | None, Query(description="taken on or before (YYYY, YYYY-MM, YYYY-MM-DD)")] = None,
-        ext: Annotated[list[str], Query(description="file types, e.g. jpg")] = [],  # noqa: B006
-        sort: Annotated[str, Query(description="'score' or 'date'")] = "score",
+        k: Annotated[int, Query(ge=1, le=10_000, description="results per page")] = 40,
+        offset: Annotated[int, Query(ge=0, le=10_000, description="results to skip (paging)")] = 0,
+        cutoff: Annotated[str | None, Query(max_length=64,
+                                            description="'auto', a rule ('mad:4'), a score, or empty")] = None,
+        not_: Negatives = [],  # noqa: B006
+        folder: Annotated[str | None, Query(max_length=MAX_FILTER,
+                                            description="only images in this folder or below")] = None,
+        date_from: Annotated[str | None, Query(pattern=DATE_PATTERN,
+                                               description="taken on or after (YYYY, YYYY-MM, YYYY-MM-DD)")] = None,
+        date_to: Annotated[str | None, Query(pattern=DATE_PATTERN,
+                                             description="taken on or before (YYYY, YYYY-MM, YYYY-MM-DD)")] = None,
+        ext: Extensions = [],  # noqa: B006
+        sort: Annotated[str, Query(pattern=SORT_PATTERN, description="'score' or 'date'")] = "score",
     ) -> None:
         super().__init__(k, offset, cutoff, not_, folder, date_from, date_to, ext, sort)
         self.q, self.like, self.method, self.alpha = q, like, method, alpha
