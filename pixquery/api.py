@@ -394,13 +394,14 @@ class Library:
         and modification time; where only those two differ, the same content hash). Otherwise `NotFoundError` (gone,
         outside the roots) or `StaleFileError` (changed or swapped since it was indexed: re-index).
         """
-        from pixquery.media.files import FileChanged, UnreadableFile, open_same
+        from pixquery.media.files import FileChanged, FileIdentity, UnreadableFile, open_same
 
         row = self.item(file_id)
         if not is_under(row.path, self.roots()):
             raise NotFoundError(f"image {file_id} is not inside the folders this index covers")
         try:
-            handle = open_same(row.path, row.size, row.mtime_ns, row.device, row.inode, row.content_hash)
+            recorded = FileIdentity(row.size, row.mtime_ns, row.device, row.inode, row.ctime_ns)
+            handle = open_same(row.path, recorded, row.content_hash)
         except FileChanged as exc:
             raise StaleFileError(f"image {file_id} {exc} since it was indexed; re-index to see it") from None
         except UnreadableFile as exc:

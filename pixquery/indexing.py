@@ -74,7 +74,8 @@ def reconcile(catalog: Catalog, store: VectorStore) -> dict[str, int]:
         # The file must still be the one whose vector was stored; anything else is embedded again.
         row = rows[file_id]
         try:
-            with open_same(row.path, row.size, row.mtime_ns, row.device, row.inode, row.content_hash) as handle:
+            recorded = FileIdentity(row.size, row.mtime_ns, row.device, row.inode, row.ctime_ns)
+            with open_same(row.path, recorded, row.content_hash) as handle:
                 _, meta = open_image_with_metadata(handle, max_megapixels=None, target_size=64)
             catalog.mark_indexed(file_id, meta)
             adopted += 1
@@ -138,7 +139,9 @@ class Indexer:
         candidates = []  # paths whose content must be hashed: new, or size/mtime changed
         for path, st in on_disk.items():
             row = known.get(path)
-            same_file = row is not None and row.inode in (None, st.st_ino)
+            # The same inode, size and times: not read again. Any difference (even a chmod, which moves only the
+            # ctime) is hashed, so the row always describes the file as it is now (what serving checks against).
+            same_file = row is not None and row.inode in (None, st.st_ino) and row.ctime_ns in (None, st.st_ctime_ns)
             if same_file and row.size == st.st_size and row.mtime_ns == st.st_mtime_ns:
                 if row.status == "pending":
                     report.resumed += 1
@@ -165,7 +168,7 @@ class Indexer:
             row = known.get(path)
             if row is not None:
                 if row.content_hash == digest and row.status != "error":
-                    self.catalog.touch(row.id, ident.size, ident.mtime_ns, ident.device, ident.inode)
+                    self.catalog.touch(row.id, ident.size, ident.mtime_ns, ident.device, ident.inode, ident.ctime_ns)
                     report.unchanged += 1
                 else:
                     changes.append((row.id, ident, digest))
@@ -184,13 +187,14 @@ class Indexer:
             self.store.remove(np.array(to_unstore, np.int64))
             self.store.flush()
         for file_id, ident, digest in changes:
-            self.catalog.mark_changed(file_id, ident.size, ident.mtime_ns, digest, ident.device, ident.inode)
+            self.catalog.mark_changed(file_id, ident.size, ident.mtime_ns, digest, ident.device, ident.inode,
+                                      ident.ctime_ns)
         for file_id, path, ident in moves:
             self.catalog.move(file_id, path, os.path.dirname(path), extension(path), ident.mtime_ns, ident.device,
-                              ident.inode)
+                              ident.inode, ident.ctime_ns)
         for path, ident, digest in inserts:
             self.catalog.insert(path, os.path.dirname(path), extension(path), ident.size, ident.mtime_ns, digest,
-                                ident.device, ident.inode)
+                                ident.device, ident.inode, ident.ctime_ns)
         self.catalog.delete(deleted_ids)
         self.catalog.commit()
         report.new, report.changed, report.moved, report.deleted = (

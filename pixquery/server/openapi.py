@@ -78,6 +78,22 @@ def _filters() -> dict[str, Any]:
     }
 
 
+def _rerank() -> dict[str, Any]:
+    option = {"type": "number", "exclusiveMinimum": 0, "maximum": 1000}
+    return {
+        "type": "object", "additionalProperties": False,
+        "description": "re-ranking of the results (see pixquery.query.rerank)",
+        "properties": {
+            "hubness": {"anyOf": [{"type": "string", "enum": ["qbnorm", "csls"]}, {"type": "null"}]},
+            "expansion": {"anyOf": [{"type": "string", "enum": ["aqe", "dba"]}, {"type": "null"}]},
+            "diversity": {"type": "number", "minimum": 0, "maximum": 1},
+            "pool": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 100_000}, {"type": "null"}]},
+            "options": {"type": "object", "additionalProperties": False,
+                        "properties": {name: option for name in ("beta", "csls_k", "aqe_m", "aqe_alpha", "dba_m")}},
+        },
+    }
+
+
 def search_body(limits: Limits, methods: list[str]) -> dict[str, Any]:
     """The request body of `POST /api/search`: a JSON query spec, or a form with an uploaded image."""
     spec = {
@@ -88,13 +104,16 @@ def search_body(limits: Limits, methods: list[str]) -> dict[str, Any]:
             "texts": _texts(limits), "images": _images(), "negative_texts": _texts(limits),
             "negative_images": _images(), "negative_mode": {"type": "string", "enum": ["penalty", "subtract"]},
             "method": {"type": "string", "enum": methods},
-            "params": {"type": "object", "description": "the method's parameters, e.g. {\"alpha\": 0.6}"},
+            "params": {"type": "object", "description": "the method's parameters, e.g. {\"alpha\": 0.6} (names and "
+                                                        "types by method; see pixquery.query.compose)"},
             "filters": _filters(), "k": {"type": "integer", "minimum": 1, "maximum": limits.max_k},
             "offset": {"type": "integer", "minimum": 0, "maximum": limits.max_k - 1},
             "cutoff": {"anyOf": [{"type": "number"}, {"type": "string", "maxLength": 64}, {"type": "null"}]},
             "sort": {"type": "string", "enum": ["score", "date"]},
-            "rerank": {"type": "object", "description": "hubness, expansion, diversity, pool, options"},
+            "rerank": _rerank(),
         },
+        "anyOf": [{"required": ["texts"], "properties": {"texts": {"minItems": 1}}},
+                  {"required": ["images"], "properties": {"images": {"minItems": 1}}}],
     }
     form = {
         "type": "object",
@@ -110,6 +129,7 @@ def search_body(limits: Limits, methods: list[str]) -> dict[str, Any]:
             "folder": {"type": "string", "maxLength": 4096},
             "sort": {"type": "string", "enum": ["score", "date"]},
         },
+        "anyOf": [{"required": ["q"], "properties": {"q": {"pattern": r"\S"}}}, {"required": ["image"]}],
     }
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": spec},
                                                           "multipart/form-data": {"schema": form}}}}

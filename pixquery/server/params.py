@@ -24,15 +24,20 @@ MAX_TEXT = 10_000
 served schema by `openapi.apply_limits`)."""
 MAX_FILTER = 4096
 """Longest filter value (as `pixquery.query.filters.MAX_VALUE_CHARS`)."""
-DATE_PATTERN = r"^\d{4}(-\d{2}(-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?)?)?$"
+DATE_PATTERN = (r"^(000[1-9]|00[1-9]\d|0[1-9]\d\d|[1-9]\d{3})(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01])"
+                r"([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?)?)?$")
+"""The date forms the filters read (a year, a month, a day, an ISO datetime); year 0 and month 13 are refused."""
 METHOD_PATTERN = "^(" + "|".join(["auto", *composition_methods()]) + ")$"
 SORT_PATTERN = "^(score|date)$"
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
 FilterValue = Annotated[str, Field(max_length=MAX_FILTER)]
 CatalogId = Annotated[int, Field(ge=1, le=MAX_ID)]
+FORM_TEXT_LIMITS = {"cutoff": 64, "folder": MAX_FILTER, "date_from": 64, "date_to": 64, "method": 64, "sort": 64}
+"""Longest value of each text field of the upload form (others: `MAX_TEXT`), as the schema documents them."""
 Negatives = Annotated[list[Text], Query(alias="not", max_length=16, description="what results should not show")]
 Examples = Annotated[list[CatalogId], Query(max_length=16, description="catalog ids of example images")]
-Extensions = Annotated[list[FilterValue], Query(max_length=100, description="file types, e.g. jpg")]
+Extensions = Annotated[list[Annotated[str, Field(max_length=16)]], Query(max_length=32,
+                                                                        description="file types, e.g. jpg")]
 
 
 class SimilarParams:
@@ -118,7 +123,12 @@ async def read_multipart(request: Request, limits: Limits) -> tuple[SearchForm, 
 
     def text(name: str) -> str | None:
         value = data.get(name)
-        return value if isinstance(value, str) and value != "" else None
+        if not isinstance(value, str) or value == "":
+            return None
+        if len(value) > FORM_TEXT_LIMITS.get(name, MAX_TEXT):
+            raise ApiError(422, "invalid_request", f"{name}: {len(value)} characters; the limit is "
+                           f"{FORM_TEXT_LIMITS.get(name, MAX_TEXT)}", name)
+        return value
 
     def number(name: str, kind: type, default: Any) -> Any:
         value = text(name)

@@ -21,7 +21,7 @@ from typing import Any
 
 from pixquery.store.where import Filter
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS files (
     added_at      REAL NOT NULL,          -- unix time the row was created
     indexed_at    REAL,                   -- unix time the vector was stored
     device        INTEGER,                -- st_dev and st_ino of the file read at indexing: a file swapped in at
-    inode         INTEGER                 -- the same path later is told apart from the one indexed
+    inode         INTEGER,                -- the same path later is told apart from the one indexed
+    ctime_ns      INTEGER                 -- its st_ctime then (no one can set it: a recycled inode still differs)
 );
 CREATE INDEX IF NOT EXISTS files_status ON files(status);
 CREATE INDEX IF NOT EXISTS files_hash ON files(content_hash);
@@ -130,6 +131,7 @@ class FileRow:
     indexed_at: float | None
     device: int | None = None
     inode: int | None = None
+    ctime_ns: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the row."""
@@ -182,8 +184,8 @@ class Catalog:
         """Bring a catalog written by an older pixquery to this schema (columns are only ever added)."""
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(files)")}
         with self.db:
-            for column in ("device", "inode"):
-                if column not in columns:  # schema 1 had no file identity
+            for column in ("device", "inode", "ctime_ns"):
+                if column not in columns:  # schema 1 had no file identity, schema 2 no ctime
                     self.db.execute(f"ALTER TABLE files ADD COLUMN {column} INTEGER")
         if self.get_meta("schema_version") != str(SCHEMA_VERSION):
             self.set_meta("schema_version", str(SCHEMA_VERSION))
@@ -307,42 +309,44 @@ class Catalog:
     # --- writing ------------------------------------------------------------------------------------------
     def insert(
         self, path: str, folder: str, ext: str, size: int, mtime_ns: int, content_hash: str,
-        device: int | None = None, inode: int | None = None,
+        device: int | None = None, inode: int | None = None, ctime_ns: int | None = None,
     ) -> int:
         cur = self.db.execute(
-            "INSERT INTO files(path, folder, ext, size, mtime_ns, content_hash, status, added_at, device, inode) "
-            "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+            "INSERT INTO files(path, folder, ext, size, mtime_ns, content_hash, status, added_at, device, inode, "
+            "ctime_ns) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
             (to_db_path(path), to_db_path(folder), _db_text(ext), size, mtime_ns, content_hash, time.time(), device,
-             inode),
+             inode, ctime_ns),
         )
         return int(cur.lastrowid)
 
     def mark_changed(
         self, file_id: int, size: int, mtime_ns: int, content_hash: str, device: int | None = None,
-        inode: int | None = None,
+        inode: int | None = None, ctime_ns: int | None = None,
     ) -> None:
         self.db.execute(
-            "UPDATE files SET size = ?, mtime_ns = ?, content_hash = ?, device = ?, inode = ?, status = 'pending', "
-            "error = NULL WHERE id = ?",
-            (size, mtime_ns, content_hash, device, inode, file_id),
+            "UPDATE files SET size = ?, mtime_ns = ?, content_hash = ?, device = ?, inode = ?, ctime_ns = ?, "
+            "status = 'pending', error = NULL WHERE id = ?",
+            (size, mtime_ns, content_hash, device, inode, ctime_ns, file_id),
         )
 
     def touch(
-        self, file_id: int, size: int, mtime_ns: int, device: int | None = None, inode: int | None = None
+        self, file_id: int, size: int, mtime_ns: int, device: int | None = None, inode: int | None = None,
+        ctime_ns: int | None = None,
     ) -> None:
-        """Record the new size, mtime and inode of a file whose content did not change (`touch`, a rewrite)."""
+        """Record the new size, times and inode of a file whose content did not change (`touch`, a rewrite)."""
         self.db.execute(
-            "UPDATE files SET size = ?, mtime_ns = ?, device = ?, inode = ? WHERE id = ?",
-            (size, mtime_ns, device, inode, file_id),
+            "UPDATE files SET size = ?, mtime_ns = ?, device = ?, inode = ?, ctime_ns = ? WHERE id = ?",
+            (size, mtime_ns, device, inode, ctime_ns, file_id),
         )
 
     def move(
         self, file_id: int, path: str, folder: str, ext: str, mtime_ns: int, device: int | None = None,
-        inode: int | None = None,
+        inode: int | None = None, ctime_ns: int | None = None,
     ) -> None:
         self.db.execute(
-            "UPDATE files SET path = ?, folder = ?, ext = ?, mtime_ns = ?, device = ?, inode = ? WHERE id = ?",
-            (to_db_path(path), to_db_path(folder), _db_text(ext), mtime_ns, device, inode, file_id),
+            "UPDATE files SET path = ?, folder = ?, ext = ?, mtime_ns = ?, device = ?, inode = ?, ctime_ns = ? "
+            "WHERE id = ?",
+            (to_db_path(path), to_db_path(folder), _db_text(ext), mtime_ns, device, inode, ctime_ns, file_id),
         )
 
     def delete(self, ids: Iterable[int]) -> None:
