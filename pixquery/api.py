@@ -419,13 +419,22 @@ class Library:
             return open_image(handle, max_megapixels, target_size)
 
     @staticmethod
-    def decode_image(data: bytes, max_megapixels: float | None = 50.0) -> Image.Image:
-        """Decode image bytes (an upload) under a pixel limit; `ImageDecodeError` says why it cannot be read."""
+    def decode_image(data: bytes, max_megapixels: float | None = 50.0, target_size: int | None = None) -> Image.Image:
+        """Decode image bytes (an upload) under a pixel limit; `ImageDecodeError` says why it cannot be read.
+        `target_size`: the model's decode size (`encoder.decode_size`), so a JPEG decodes at a reduced scale as
+        indexing decodes it (a 49-MP upload then costs what a small photo does)."""
         import io
 
         from pixquery.media.decode import open_image
 
-        return open_image(io.BytesIO(data), max_megapixels)
+        return open_image(io.BytesIO(data), max_megapixels, target_size)
+
+    @staticmethod
+    def release_memory() -> bool:
+        """Return memory freed by large decodes to the system (glibc `malloc_trim`; False where unavailable)."""
+        from pixquery.media.decode import release_memory
+
+        return release_memory()
 
     # --- reporting ----------------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
 
 import pixquery
-from pixquery.api import composition_methods
+from pixquery.api import Library, composition_methods
 from pixquery.server.guards import SafeJSONResponse, install_errors, install_guards
 from pixquery.server.limits import ApiError, Limits, RateLimiter
 from pixquery.server.openapi import IMAGE_TYPES, apply_limits, binary, errors, search_body
@@ -186,8 +186,13 @@ def create_app(
             return await run_in_threadpool(service.search, spec, offset)
         if kind == "multipart/form-data":
             form, upload = await read_multipart(request, limits)
-            spec = await run_in_threadpool(upload_spec, form, upload, limits)
-            return await run_in_threadpool(service.search, spec, form.offset)
+            decode_size = service.library.encoder.decode_size
+            spec = await run_in_threadpool(upload_spec, form, upload, limits, decode_size)
+            try:
+                return await run_in_threadpool(service.search, spec, form.offset)
+            finally:
+                del spec, upload  # the decoded upload: freed now, then handed back to the system
+                await run_in_threadpool(Library.release_memory)
         raise ApiError(415, "unsupported_media_type", "send application/json or multipart/form-data", "body")
 
     @app.get("/api/similar/{file_id}", tags=["search"], dependencies=api, responses=errors(404, 422))

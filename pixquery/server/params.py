@@ -165,7 +165,8 @@ async def read_multipart(request: Request, limits: Limits) -> tuple[SearchForm, 
     return form, upload
 
 
-def upload_spec(form: SearchForm, upload: Upload | None, limits: Limits) -> QuerySpec:
-    """Decode the upload (413/422 on a bad one) and build the spec; runs in a worker thread."""
-    image: Image.Image | None = decode_upload(upload[0], limits) if upload is not None else None
+def upload_spec(form: SearchForm, upload: Upload | None, limits: Limits, target_size: int | None = None) -> QuerySpec:
+    """Decode the upload (413/422 on a bad one; a JPEG at a reduced scale near `target_size`) and build the spec;
+    runs in a worker thread."""
+    image: Image.Image | None = decode_upload(upload[0], limits, target_size) if upload is not None else None
     return spec_from_form(form, limits, upload=image)
