@@ -54,7 +54,7 @@ def check_options(options: dict[str, Any]) -> None:
             raise QueryError(f"unknown rerank option {name!r}; options: {', '.join(OPTION_DEFAULTS)}",
                              field="rerank.options")
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_OPTION:
-            raise QueryError(f"rerank option {name!r} must be a number above 0 and at most {MAX_OPTION:g}, got "
+            raise QueryError(f"rerank option {name!r} must be a positive number at most {MAX_OPTION:g}, got "
                              f"{value!r}", field=f"rerank.options.{name}")
 
 
