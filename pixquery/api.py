@@ -394,24 +394,19 @@ class Library:
         and modification time; where only those two differ, the same content hash). Otherwise `NotFoundError` (gone,
         outside the roots) or `StaleFileError` (changed or swapped since it was indexed: re-index).
         """
-        from pixquery.media.files import FileIdentity, UnreadableFile, hash_handle, open_regular
+        from pixquery.media.files import FileChanged, FileIdentity, UnreadableFile, open_same
 
         row = self.item(file_id)
         if not is_under(row.path, self.roots()):
             raise NotFoundError(f"image {file_id} is not inside the folders this index covers")
         try:
-            handle = open_regular(row.path)
+            recorded = FileIdentity(row.size, row.mtime_ns, row.device, row.inode, row.ctime_ns)
+            handle = open_same(row.path, recorded, row.content_hash)
+        except FileChanged as exc:
+            raise StaleFileError(f"image {file_id} {exc} since it was indexed; re-index to see it") from None
         except UnreadableFile as exc:
             raise NotFoundError(f"image {file_id} cannot be opened: {exc}") from None
         with handle:
-            ident = FileIdentity.of(handle)
-            if row.inode is not None and (ident.device, ident.inode) != (row.device, row.inode):
-                raise StaleFileError(f"image {file_id} was replaced by another file since it was indexed; "
-                                     "re-index to see the new one")
-            if (ident.size, ident.mtime_ns) != (row.size, row.mtime_ns):
-                if ident.size != row.size or hash_handle(handle) != row.content_hash:
-                    raise StaleFileError(f"image {file_id} changed since it was indexed; re-index to see it")
-                handle.seek(0)
             yield handle, row
 
     def read_image(self, file_id: int, target_size: int | None = None,
@@ -424,13 +419,22 @@ class Library:
             return open_image(handle, max_megapixels, target_size)
 
     @staticmethod
-    def decode_image(data: bytes, max_megapixels: float | None = 50.0) -> Image.Image:
-        """Decode image bytes (an upload) under a pixel limit; `ImageDecodeError` says why it cannot be read."""
+    def decode_image(data: bytes, max_megapixels: float | None = 50.0, target_size: int | None = None) -> Image.Image:
+        """Decode image bytes (an upload) under a pixel limit; `ImageDecodeError` says why it cannot be read.
+        `target_size`: the model's decode size (`encoder.decode_size`), so a JPEG decodes at a reduced scale as
+        indexing decodes it (a 49-MP upload then costs what a small photo does)."""
         import io
 
         from pixquery.media.decode import open_image
 
-        return open_image(io.BytesIO(data), max_megapixels)
+        return open_image(io.BytesIO(data), max_megapixels, target_size)
+
+    @staticmethod
+    def release_memory() -> bool:
+        """Return memory freed by large decodes to the system (glibc `malloc_trim`; False where unavailable)."""
+        from pixquery.media.decode import release_memory
+
+        return release_memory()
 
     # --- reporting ----------------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:

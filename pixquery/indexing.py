@@ -9,6 +9,7 @@ its row's current content, and `reconcile` can repair the rest on the next open 
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -21,8 +22,8 @@ import numpy as np
 
 from pixquery.fsutil import is_under
 from pixquery.media.decode import ImageDecodeError, open_image_with_metadata
-from pixquery.media.discover import Skipped, discover
-from pixquery.media.files import FileIdentity, UnreadableFile, hash_file
+from pixquery.media.discover import Skipped, discover, extension
+from pixquery.media.files import FileIdentity, UnreadableFile, hash_file, open_same
 from pixquery.models.base import Encoder
 from pixquery.progress import ProgressFn, no_progress
 from pixquery.store.base import VectorStore
@@ -70,11 +71,15 @@ def reconcile(catalog: Catalog, store: VectorStore) -> dict[str, int]:
     for file_id in adoptable:
         # The vector was stored for this row's current content (old vectors are removed before a row changes),
         # so only the catalog commit was lost: record the metadata instead of embedding again.
+        # The file must still be the one whose vector was stored; anything else is embedded again.
+        row = rows[file_id]
         try:
-            _, meta = open_image_with_metadata(rows[file_id].path, max_megapixels=None, target_size=64)
+            recorded = FileIdentity(row.size, row.mtime_ns, row.device, row.inode, row.ctime_ns)
+            with open_same(row.path, recorded, row.content_hash) as handle:
+                _, meta = open_image_with_metadata(handle, max_megapixels=None, target_size=64)
             catalog.mark_indexed(file_id, meta)
             adopted += 1
-        except ImageDecodeError:
+        except (UnreadableFile, OSError):  # changed, gone, not readable, not an image (ImageDecodeError)
             drop.append(file_id)
             catalog.mark_pending([file_id])
     if drop:
@@ -127,17 +132,16 @@ class Indexer:
         found = discover(roots, include=include, exclude=exclude, hidden=hidden)
         report = SyncReport(skipped=found.skipped)
         known = {r.path: r for r in self.catalog.all_files()}
-        on_disk: dict[str, os.stat_result] = {}
-        for path in found.files:
-            try:
-                on_disk[str(path)] = os.stat(path)
-            except OSError as exc:
-                report.skipped.append(Skipped(str(path), f"cannot stat: {exc.strerror}"))
+        # Discovery stat-ed each file (regular files only); hashing re-checks on the opened descriptor, so a file
+        # swapped for a FIFO or removed since is a skipped entry there, never a hang or an abort.
+        on_disk: dict[str, os.stat_result] = {str(path): found.stats[str(path)] for path in found.files}
 
         candidates = []  # paths whose content must be hashed: new, or size/mtime changed
         for path, st in on_disk.items():
             row = known.get(path)
-            same_file = row is not None and row.inode in (None, st.st_ino)
+            # The same inode, size and times: not read again. Any difference (even a chmod, which moves only the
+            # ctime) is hashed, so the row always describes the file as it is now (what serving checks against).
+            same_file = row is not None and row.inode in (None, st.st_ino) and row.ctime_ns in (None, st.st_ctime_ns)
             if same_file and row.size == st.st_size and row.mtime_ns == st.st_mtime_ns:
                 if row.status == "pending":
                     report.resumed += 1
@@ -148,7 +152,9 @@ class Indexer:
         hashes = self._hash_all(candidates, report)
 
         # Rows whose file is gone: deleted, or moved if a new path has the same content.
-        gone = {p: r for p, r in known.items() if p not in on_disk and not os.path.exists(p)}
+        # A path now listed under another path of the same file (a link) is gone too: its row moves there.
+        gone = {p: r for p, r in known.items()
+                if p not in on_disk and (p in found.duplicates or not _still_there(p))}
         gone_by_hash: dict[str, list[Any]] = {}
         for row in gone.values():
             gone_by_hash.setdefault(row.content_hash, []).append(row)
@@ -162,7 +168,7 @@ class Indexer:
             row = known.get(path)
             if row is not None:
                 if row.content_hash == digest and row.status != "error":
-                    self.catalog.touch(row.id, ident.size, ident.mtime_ns, ident.device, ident.inode)
+                    self.catalog.touch(row.id, ident.size, ident.mtime_ns, ident.device, ident.inode, ident.ctime_ns)
                     report.unchanged += 1
                 else:
                     changes.append((row.id, ident, digest))
@@ -181,13 +187,14 @@ class Indexer:
             self.store.remove(np.array(to_unstore, np.int64))
             self.store.flush()
         for file_id, ident, digest in changes:
-            self.catalog.mark_changed(file_id, ident.size, ident.mtime_ns, digest, ident.device, ident.inode)
+            self.catalog.mark_changed(file_id, ident.size, ident.mtime_ns, digest, ident.device, ident.inode,
+                                      ident.ctime_ns)
         for file_id, path, ident in moves:
-            self.catalog.move(file_id, path, os.path.dirname(path), _ext(path), ident.mtime_ns, ident.device,
-                              ident.inode)
+            self.catalog.move(file_id, path, os.path.dirname(path), extension(path), ident.mtime_ns, ident.device,
+                              ident.inode, ident.ctime_ns)
         for path, ident, digest in inserts:
-            self.catalog.insert(path, os.path.dirname(path), _ext(path), ident.size, ident.mtime_ns, digest,
-                                ident.device, ident.inode)
+            self.catalog.insert(path, os.path.dirname(path), extension(path), ident.size, ident.mtime_ns, digest,
+                                ident.device, ident.inode, ident.ctime_ns)
         self.catalog.delete(deleted_ids)
         self.catalog.commit()
         report.new, report.changed, report.moved, report.deleted = (
@@ -290,6 +297,9 @@ def commit_batch(
     report.failed += len(failed)
 
 
-def _ext(path: str) -> str:
-    name = os.path.basename(path)
-    return name.rsplit(".", 1)[-1].lower() if "." in name else ""
+def _still_there(path: str) -> bool:
+    """Whether a catalog path names a regular file still (a link loop, a FIFO or an unreadable entry does not)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):  # ValueError: a path no system call accepts (an embedded NUL)
+        return False

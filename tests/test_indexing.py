@@ -105,3 +105,40 @@ def test_search_by_text_and_image(tmp_path: Path, jpeg_folder: Path) -> None:
         assert by_image[0].path.endswith("img_0004.jpg") and by_image[0].score == pytest.approx(1.0, abs=1e-3)
         hits = lib.search(text="a photo", k=5)
         assert len(hits) == 5 and all(a.score >= b.score for a, b in zip(hits, hits[1:], strict=False))
+
+
+def test_a_chmod_is_rehashed_once_and_the_file_still_served(tmp_path: Path, jpeg_folder: Path) -> None:
+    """A chmod moves only the inode's change time: the next run reads the file again (the row must describe the file
+    as it is, since serving checks it), finds the same content and embeds nothing."""
+    with Library.open(tmp_path / "idx", model=MODEL) as lib:
+        lib.index([jpeg_folder])
+        path = jpeg_folder / "img_0002.jpg"
+        row = lib.catalog.by_path(str(path))
+        path.chmod(0o600)
+        again = lib.index([jpeg_folder])
+        assert again.embed.embedded == 0 and again.sync.changed == 0 and again.sync.unchanged == 24
+        assert lib.catalog.by_path(str(path)).ctime_ns == path.stat().st_ctime_ns != row.ctime_ns
+        with lib.open_file(row.id) as (handle, _):
+            assert handle.read() == path.read_bytes()
+
+
+def test_a_file_indexed_twice_by_an_older_run_is_kept_once(tmp_path: Path, jpeg_folder: Path) -> None:
+    """An index built when links to one file were indexed twice: the next run keeps one row (the file's own path)
+    and drops the other with its vector, embedding nothing."""
+    outside = tmp_path / "outside"
+    write_jpegs(outside, 1, seed=5)
+    (jpeg_folder / "link.jpg").symlink_to(outside / "img_0000.jpg")
+    with Library.open(tmp_path / "idx", model=MODEL) as lib:
+        lib.index([jpeg_folder])
+        # What an older pixquery left: a second row for the same file, reached through a folder link.
+        (jpeg_folder / "linked").symlink_to(outside, target_is_directory=True)
+        row = lib.catalog.by_path(str(jpeg_folder / "link.jpg"))
+        twin = str(jpeg_folder / "linked" / "img_0000.jpg")
+        twin_id = lib.catalog.insert(twin, str(jpeg_folder / "linked"), "jpg", row.size, row.mtime_ns,
+                                     row.content_hash, row.device, row.inode, row.ctime_ns)
+        lib.catalog.mark_indexed(twin_id, {})
+        lib.catalog.commit()
+        report = lib.index([jpeg_folder])
+        assert report.embed.embedded == 0 and report.sync.deleted == 1
+        assert lib.catalog.by_path(twin) is None and lib.catalog.by_path(str(jpeg_folder / "link.jpg")) is not None
+        assert any("same file as" in s["reason"] for s in report.to_dict()["skipped"])

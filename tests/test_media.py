@@ -126,3 +126,29 @@ def test_missing_root_is_a_clear_error(tmp_path: Path) -> None:
 def test_empty_folder_finds_nothing(tmp_path: Path) -> None:
     found = discover([tmp_path])
     assert found.files == [] and found.skipped == []
+
+
+def test_discovery_never_reads_and_reports_every_odd_entry(tmp_path: Path) -> None:
+    Image.new("RGB", (8, 8)).save(tmp_path / "real.png")
+    os.mkfifo(tmp_path / "pipe.jpg")
+    (tmp_path / "zero.jpg").symlink_to("/dev/zero")
+    (tmp_path / "self.jpg").symlink_to("self.jpg")
+    os.link(tmp_path / "real.png", tmp_path / "hardlink.png")  # the same file under another name: listed once
+    (tmp_path / "folder-link").symlink_to(tmp_path, target_is_directory=True)
+    found = discover([tmp_path])
+    assert [p.name for p in found.files] == ["hardlink.png"]  # its own path, first by name
+    reasons = {Path(s.path).name: s.reason for s in found.skipped}
+    assert "named pipe" in reasons["pipe.jpg"] and "character device" in reasons["zero.jpg"]
+    assert "symbolic link loop" in reasons["self.jpg"]
+    assert "same file as" in reasons["real.png"] and "already scanned" in reasons["folder-link"]
+    assert found.duplicates == {str(tmp_path / "real.png"): str(tmp_path / "hardlink.png")}
+    assert found.stats[str(tmp_path / "hardlink.png")].st_size > 0
+    not_followed = discover([tmp_path], follow_symlinks=False)
+    assert "not followed" in {Path(s.path).name: s.reason for s in not_followed.skipped}["folder-link"]
+
+
+def test_a_root_that_is_a_fifo_or_a_loop_is_a_skip(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.jpg")
+    (tmp_path / "loop.jpg").symlink_to("loop.jpg")
+    found = discover([tmp_path / "pipe.jpg", tmp_path / "loop.jpg"])
+    assert found.files == [] and len(found.skipped) == 2

@@ -267,6 +267,87 @@ def test_malformed_uploads_are_refused(client: httpx.Client) -> None:
     assert response.status_code == 422 and response.json()["field"] == "like"
 
 
+# --- hostile input: every one a 4xx in the one error shape, never a 5xx ----------------------------------------------
+
+JSON = {"content-type": "application/json"}
+HOSTILE_BODIES = {
+    "deeply nested JSON": ("[" * 100_000 + "]" * 100_000, 422, "body"),
+    "a deeply nested value": ('{"texts": ' + "[" * 50_000 + "]" * 50_000 + "}", 422, "body"),
+    "a lone surrogate in a text": ('{"texts": ["a \\ud800 b"]}', 422, "texts"),
+    "1e400 as a filter number": ('{"texts": ["x"], "filters": {"min_width": 1e400}}', 422, "filters.min_width"),
+    "a 60,000-character folder filter": ('{"texts": ["x"], "filters": {"folder": "/' + "a" * 60_000 + '"}}', 422,
+                                         "filters.folder"),
+    "an Infinity weight": ('{"texts": [{"text": "x", "weight": Infinity}]}', 422, "weight"),
+    "a 1e308 weight": ('{"texts": [{"text": "x", "weight": 1e308}]}', 422, "weight"),
+    "a NaN method parameter": ('{"texts": ["x"], "images": [{"id": 1}], "method": "weighted", '
+                               '"params": {"alpha": NaN}}', 422, "params.alpha"),
+    "a 1e308 re-ranking temperature": ('{"texts": ["x"], "rerank": {"hubness": "qbnorm", "options": {"beta": 1e308}}}',
+                                       422, "rerank.options.beta"),
+    "an integer of 5,000 digits": ('{"texts": ["x"], "k": ' + "9" * 5000 + "}", 422, "body"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_BODIES))
+def test_hostile_json_bodies_are_422_with_the_field(client: httpx.Client, case: str) -> None:
+    body, status, field = HOSTILE_BODIES[case]
+    response = client.post("/api/search", content=body, headers=JSON)
+    assert (response.status_code, response.json()["field"]) == (status, field), response.text[:300]
+    assert set(response.json()) <= {"error", "detail", "field", "errors"} and response.json()["detail"]
+
+
+def test_hostile_query_strings_are_4xx_with_the_field(client: httpx.Client) -> None:
+    folder = client.get("/api/search", params={"q": "x", "folder": "/" + "a" * 60_000})
+    assert folder.status_code == 422 and folder.json()["field"] == "folder"
+    for value in ("inf", "nan", "1e400"):
+        cutoff = client.get("/api/search", params={"q": "x", "cutoff": value})
+        assert cutoff.status_code == 422 and cutoff.json()["field"] == "cutoff", value
+        alpha = client.get("/api/search", params={"q": "x", "like": 1, "alpha": value})
+        assert alpha.status_code == 422 and alpha.json()["field"] == "alpha", value
+    huge_id = client.get("/api/search", params={"like": "9" * 30})
+    assert huge_id.status_code == 422 and huge_id.json()["field"].startswith("like")
+    surrogate = client.get("/api/search?q=%ED%A0%80")  # a UTF-8-encoded lone surrogate
+    assert surrogate.status_code in (200, 422)
+
+
+def test_a_one_by_a_million_upload_is_answered(client: httpx.Client) -> None:
+    for size in ((1, 1_000_000), (1_000_000, 1)):
+        strip = io.BytesIO()
+        Image.new("L", size, 128).save(strip, "PNG")  # 1 MP in ~4 kB: once a MemoryError and a 500
+        response = client.post("/api/search", files={"image": ("strip.png", strip.getvalue(), "image/png")})
+        assert response.status_code == 200 and response.json()["count"] > 0, size
+
+
+def test_allow_headers_list_every_method_of_a_path(client: httpx.Client) -> None:
+    for path, methods in (("/api/search", "GET, OPTIONS, POST"), ("/api/reindex", "DELETE, OPTIONS, POST"),
+                          ("/api/item/1", "GET, HEAD, OPTIONS")):
+        options = client.request("OPTIONS", path)
+        assert options.status_code == 204 and options.headers["allow"].replace("HEAD, ", "") == methods.replace(
+            "HEAD, ", ""), path
+        wrong = client.put(path)
+        assert wrong.status_code == 405 and wrong.headers["allow"] == options.headers["allow"]
+        assert wrong.json()["error"] == "method_not_allowed"
+
+
+def test_the_schema_documents_every_status_and_the_error_shape(client: httpx.Client) -> None:
+    schema = client.get("/openapi.json").json()
+    error = schema["components"]["schemas"]["ErrorBody"]
+    assert error["properties"]["detail"]["type"] == "string"  # not FastAPI's list of validation errors
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+    expected = {("/api/image/{file_id}", "get"): {"404", "409", "422", "429"},
+                ("/api/thumb/{file_id}", "get"): {"404", "409", "422", "429"},
+                ("/api/search", "post"): {"413", "415", "422", "429"},
+                ("/api/reindex", "post"): {"403", "409", "429"}}
+    for (path, method), statuses in expected.items():
+        responses = schema["paths"][path][method]["responses"]
+        assert statuses <= set(responses), (path, method, sorted(responses))
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    ref = response["content"]["application/json"]["schema"]["$ref"]
+                    assert ref.endswith("/ErrorBody"), (path, method, status)
+
+
 # --- items, thumbnails, originals ---------------------------------------------------------------------------------
 
 

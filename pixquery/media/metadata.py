@@ -70,6 +70,7 @@ def read_metadata(image: Image.Image, path: str | Path | None = None) -> dict[st
         gps = exif.get_ifd(_GPS_IFD)
         lat = _dms_to_degrees(gps.get(ExifTags.GPS.GPSLatitude), gps.get(ExifTags.GPS.GPSLatitudeRef))
         lon = _dms_to_degrees(gps.get(ExifTags.GPS.GPSLongitude), gps.get(ExifTags.GPS.GPSLongitudeRef))
-        if lat is not None and lon is not None:
+        # A hostile or broken GPS block (0/0 rationals, nonsense angles) is dropped, not stored as NaN.
+        if lat is not None and lon is not None and abs(lat) <= 90 and abs(lon) <= 180:
             meta["gps_lat"], meta["gps_lon"] = lat, lon
     return meta

@@ -42,6 +42,8 @@ OPTION_DEFAULTS: dict[str, float] = {
     "aqe_alpha": 3.0,  # α-QE / DBA weight exponent
     "dba_m": 3,  # DBA: neighbours averaged into each candidate
 }
+MAX_OPTION = 1000.0
+"""Largest value of any option (a temperature of 1e308 only overflows into NaN scores)."""
 CHUNK = 8192
 
 
@@ -51,9 +53,9 @@ def check_options(options: dict[str, Any]) -> None:
         if name not in OPTION_DEFAULTS:
             raise QueryError(f"unknown rerank option {name!r}; options: {', '.join(OPTION_DEFAULTS)}",
                              field="rerank.options")
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise QueryError(f"rerank option {name!r} must be a positive number, got {value!r}",
-                             field=f"rerank.options.{name}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_OPTION:
+            raise QueryError(f"rerank option {name!r} must be a positive number at most {MAX_OPTION:g}, got "
+                             f"{value!r}", field=f"rerank.options.{name}")
 
 
 def option(options: dict[str, Any], name: str) -> float:

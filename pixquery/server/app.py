@@ -28,15 +28,16 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import unquote
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
 
 import pixquery
-from pixquery.api import composition_methods
-from pixquery.server.guards import install_errors, install_guards
+from pixquery.api import Library, composition_methods
+from pixquery.server.guards import SafeJSONResponse, install_errors, install_guards
 from pixquery.server.limits import ApiError, Limits, RateLimiter
+from pixquery.server.openapi import IMAGE_TYPES, apply_limits, binary, errors, search_body
 from pixquery.server.params import MAX_ID, SearchParams, SimilarParams, read_multipart, upload_spec
 from pixquery.server.queries import spec_from_form, spec_from_json
 from pixquery.server.service import IndexService
@@ -49,6 +50,7 @@ STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css", "icon.svg"
 CACHE_FOREVER = "private, max-age=31536000, immutable"
 
 FileId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="catalog id of an indexed image")]
+Version = Annotated[str | None, Query(max_length=64, description="the content version from a result's URL")]
 
 
 def create_app(
@@ -90,8 +92,10 @@ def create_app(
     app = FastAPI(
         title="pixquery",
         version=pixquery.__version__,
-        description="Zero-shot image search over one pixquery index. Images are addressed by catalog id.",
+        description="Zero-shot image search over one pixquery index. Images are addressed by catalog id. Every "
+                    "error answers one JSON shape, ErrorBody.",
         lifespan=lifespan,
+        default_response_class=SafeJSONResponse,  # file names that are not UTF-8 travel as JSON escapes
     )
     app.state.service = service
     app.state.limits = limits
@@ -137,12 +141,12 @@ def create_app(
         return Response(_static(name), media_type=STATIC_FILES[name], headers={"Cache-Control": "no-cache"})
 
     # --- api ----------------------------------------------------------------------------------------------
-    @app.get("/api/health", tags=["server"])
+    @app.get("/api/health", tags=["server"], responses=errors(auth=False))
     def health() -> dict[str, Any]:
         """Liveness; needs no token."""
         return {"ok": True, "version": pixquery.__version__, "auth": token is not None}
 
-    @app.get("/api/status", tags=["server"], dependencies=api)
+    @app.get("/api/status", tags=["server"], dependencies=api, responses=errors())
     def status() -> dict[str, Any]:
         """Index statistics (model, counts, size) and the state of the background re-index."""
         data = service.status()
@@ -155,18 +159,19 @@ def create_app(
         data["methods"] = ["auto", *composition_methods()]
         return data
 
-    @app.get("/api/folders", tags=["server"], dependencies=api)
+    @app.get("/api/folders", tags=["server"], dependencies=api, responses=errors())
     def folders() -> list[dict[str, Any]]:
         """Folders that hold indexed images, with counts, most populated first."""
         return service.folders()
 
-    @app.get("/api/search", tags=["search"], dependencies=api)
+    @app.get("/api/search", tags=["search"], dependencies=api, responses=errors(404, 422))
     def search_get(form: Annotated[SearchParams, Depends()]) -> dict[str, Any]:
         """Search by text (`q`), by indexed images (`like`), or both, with negatives, method and filters."""
         spec = spec_from_form(form.to_form(), limits)
         return service.search(spec, form.offset)
 
-    @app.post("/api/search", tags=["search"], dependencies=api)
+    @app.post("/api/search", tags=["search"], dependencies=api, responses=errors(403, 404, 413, 415, 422),
+              openapi_extra=search_body(limits, ["auto", *composition_methods()]))
     async def search_post(request: Request) -> dict[str, Any]:
         """A JSON query spec (`pixquery.query.jsonspec`, plus "offset"), or a multipart form: the GET parameters
         plus an `image` file upload for "find images like this one" and composed queries ("this, but red")."""
@@ -176,15 +181,22 @@ def create_app(
                 data = await request.json()
             except ValueError as exc:
                 raise ApiError(422, "invalid_json", f"the body is not valid JSON: {exc}", "body") from None
+            except RecursionError:
+                raise ApiError(422, "invalid_json", "the body nests too deeply to be a query spec", "body") from None
             spec, offset = spec_from_json(data, limits)
             return await run_in_threadpool(service.search, spec, offset)
         if kind == "multipart/form-data":
             form, upload = await read_multipart(request, limits)
-            spec = await run_in_threadpool(upload_spec, form, upload, limits)
-            return await run_in_threadpool(service.search, spec, form.offset)
+            decode_size = service.library.encoder.decode_size
+            spec = await run_in_threadpool(upload_spec, form, upload, limits, decode_size)
+            try:
+                return await run_in_threadpool(service.search, spec, form.offset)
+            finally:
+                del spec, upload  # the decoded upload: freed now, then handed back to the system
+                await run_in_threadpool(Library.release_memory)
         raise ApiError(415, "unsupported_media_type", "send application/json or multipart/form-data", "body")
 
-    @app.get("/api/similar/{file_id}", tags=["search"], dependencies=api)
+    @app.get("/api/similar/{file_id}", tags=["search"], dependencies=api, responses=errors(404, 422))
     def similar(file_id: FileId, form: Annotated[SimilarParams, Depends()]) -> dict[str, Any]:
         """Images most like the indexed image `file_id` (itself left out)."""
         service.row(file_id)
@@ -193,19 +205,22 @@ def create_app(
         spec = spec_from_form(search_form, limits)
         return service.search(spec, form.offset, exclude=file_id)
 
-    @app.get("/api/item/{file_id}", tags=["images"], dependencies=media)
+    @app.get("/api/item/{file_id}", tags=["images"], dependencies=media, responses=errors(404, 422))
     def item(file_id: FileId) -> dict[str, Any]:
         """Metadata of an indexed image: size, format, date taken, camera, location, file name and folder."""
         return service.item(file_id)
 
-    @app.get("/api/thumb/{file_id}", tags=["images"], dependencies=media, response_class=FileResponse)
-    def thumb(file_id: FileId, v: str | None = None) -> FileResponse:
+    @app.get("/api/thumb/{file_id}", tags=["images"], dependencies=media, response_class=FileResponse,
+             responses={**binary("image/jpeg", description="the thumbnail"), **errors(404, 409, 422)})
+    def thumb(file_id: FileId, v: Version = None) -> FileResponse:
         """A JPEG thumbnail (at most 400 px); cacheable for good when `v` matches the current version."""
         path = service.thumbnail(file_id)
         return FileResponse(path, media_type="image/jpeg", headers=_cache_headers(path, v))
 
-    @app.get("/api/image/{file_id}", tags=["images"], dependencies=media, response_class=StreamingResponse)
-    def image(file_id: FileId, v: str | None = None, download: bool = False) -> Response:
+    @app.get("/api/image/{file_id}", tags=["images"], dependencies=media, response_class=StreamingResponse,
+             responses={**binary(*IMAGE_TYPES, description="the original, or a JPEG rendition"),
+                        **errors(404, 409, 422)})
+    def image(file_id: FileId, v: Version = None, download: bool = False) -> Response:
         """The original file (`download=true`: as an attachment), or a JPEG rendition for formats browsers
         cannot display (TIFF, HEIC, PNM, JPEG 2000). Only ever the very file indexed: a file changed or swapped
         since indexing answers 409, one gone 404."""
@@ -221,17 +236,24 @@ def create_app(
             headers["Content-Disposition"] = content_disposition(Path(row.path).name)
         return StreamingResponse(chunks, media_type=media_type, headers=headers)
 
-    @app.post("/api/reindex", tags=["server"], dependencies=api, status_code=202)
+    @app.post("/api/reindex", tags=["server"], dependencies=api, status_code=202, responses=errors(403, 409))
     def reindex_start() -> dict[str, Any]:
         """Start an incremental re-index of the index's folders in the background; searches keep working."""
         return {"reindex": service.start_reindex()}
 
-    @app.delete("/api/reindex", tags=["server"], dependencies=api, status_code=202)
+    @app.delete("/api/reindex", tags=["server"], dependencies=api, status_code=202, responses=errors(403, 409))
     def reindex_stop() -> dict[str, Any]:
         """Stop the running re-index after its current batch (what it committed stays; a rerun resumes)."""
         return {"reindex": service.stop_reindex()}
 
     install_views(app, service, api)
+
+    def schema() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = apply_limits(FastAPI.openapi(app), limits)
+        return app.openapi_schema
+
+    app.openapi = schema  # type: ignore[method-assign]
     return app
 
 

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -42,6 +43,15 @@ class Limits:
     media_rate: float = 400.0
     media_burst: int = 800
     max_clients: int = 4096
+
+
+class ErrorBody(BaseModel):
+    """The body of every error the server answers, whatever the status (as documented in the OpenAPI schema)."""
+
+    error: str = Field(description="a stable code: not_found, changed, invalid_query, too_large, rate_limited, ...")
+    detail: str = Field(description="what went wrong and what to do, for a person")
+    field: str | None = Field(None, description="the request field at fault, when one is")
+    errors: list[dict[str, Any]] | None = Field(None, description="every validation problem (422 from validation)")
 
 
 class ApiError(Exception):

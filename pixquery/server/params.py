@@ -9,8 +9,9 @@ from typing import Annotated, Any
 
 from fastapi import Query, Request
 from PIL import Image
+from pydantic import Field
 
-from pixquery.api import QuerySpec
+from pixquery.api import QuerySpec, composition_methods
 from pixquery.server.limits import ApiError, BodyTooLarge, Limits
 from pixquery.server.queries import SearchForm, decode_upload, spec_from_form
 
@@ -18,6 +19,25 @@ MAX_ID = 2**62
 """Catalog ids are SQLite integers; anything larger is refused by validation before it reaches the catalog."""
 Upload = tuple[bytes, str | None]
 """An uploaded file's bytes and the client's file name."""
+MAX_TEXT = 10_000
+"""Longest text parameter the schema admits (a query's own limit, `Limits.max_query_chars`, is written into the
+served schema by `openapi.apply_limits`)."""
+MAX_FILTER = 4096
+"""Longest filter value (as `pixquery.query.filters.MAX_VALUE_CHARS`)."""
+DATE_PATTERN = (r"^(000[1-9]|00[1-9]\d|0[1-9]\d\d|[1-9]\d{3})(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01])"
+                r"([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?)?)?$")
+"""The date forms the filters read (a year, a month, a day, an ISO datetime); year 0 and month 13 are refused."""
+METHOD_PATTERN = "^(" + "|".join(["auto", *composition_methods()]) + ")$"
+SORT_PATTERN = "^(score|date)$"
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
+FilterValue = Annotated[str, Field(max_length=MAX_FILTER)]
+CatalogId = Annotated[int, Field(ge=1, le=MAX_ID)]
+FORM_TEXT_LIMITS = {"cutoff": 64, "folder": MAX_FILTER, "date_from": 64, "date_to": 64, "method": 64, "sort": 64}
+"""Longest value of each text field of the upload form (others: `MAX_TEXT`), as the schema documents them."""
+Negatives = Annotated[list[Text], Query(alias="not", max_length=16, description="what results should not show")]
+Examples = Annotated[list[CatalogId], Query(max_length=16, description="catalog ids of example images")]
+Extensions = Annotated[list[Annotated[str, Field(max_length=16)]], Query(max_length=32,
+                                                                        description="file types, e.g. jpg")]
 
 
 class SimilarParams:
@@ -25,15 +45,19 @@ class SimilarParams:
 
     def __init__(
         self,
-        k: Annotated[int, Query(ge=1, description="results per page")] = 40,
-        offset: Annotated[int, Query(ge=0, description="results to skip (paging)")] = 0,
-        cutoff: Annotated[str | None, Query(description="'auto', a rule ('mad:4'), a score, or empty")] = None,
-        not_: Annotated[list[str], Query(alias="not", description="what results should not show")] = [],  # noqa: B006
-        folder: Annotated[str | None, Query(description="only images in this folder or below")] = None,
-        date_from: Annotated[str | None, Query(description="taken on or after (YYYY, YYYY-MM, YYYY-MM-DD)")] = None,
-        date_to: Annotated[str | None, Query(description="taken on or before (YYYY, YYYY-MM, YYYY-MM-DD)")] = None,
-        ext: Annotated[list[str], Query(description="file types, e.g. jpg")] = [],  # noqa: B006
-        sort: Annotated[str, Query(description="'score' or 'date'")] = "score",
+        k: Annotated[int, Query(ge=1, le=10_000, description="results per page")] = 40,
+        offset: Annotated[int, Query(ge=0, le=10_000, description="results to skip (paging)")] = 0,
+        cutoff: Annotated[str | None, Query(max_length=64,
+                                            description="'auto', a rule ('mad:4'), a score, or empty")] = None,
+        not_: Negatives = [],  # noqa: B006
+        folder: Annotated[str | None, Query(max_length=MAX_FILTER,
+                                            description="only images in this folder or below")] = None,
+        date_from: Annotated[str | None, Query(pattern=DATE_PATTERN,
+                                               description="taken on or after (YYYY, YYYY-MM, YYYY-MM-DD)")] = None,
+        date_to: Annotated[str | None, Query(pattern=DATE_PATTERN,
+                                             description="taken on or before (YYYY, YYYY-MM, YYYY-MM-DD)")] = None,
+        ext: Extensions = [],  # noqa: B006
+        sort: Annotated[str, Query(pattern=SORT_PATTERN, description="'score' or 'date'")] = "score",
     ) -> None:
         self.k, self.offset, self.cutoff, self.negatives = k, offset, cutoff, not_
         self.folder, self.date_from, self.date_to, self.ext, self.sort = folder, date_from, date_to, ext, sort
@@ -51,19 +75,24 @@ class SearchParams(SimilarParams):
 
     def __init__(
         self,
-        q: Annotated[str | None, Query(description="what to look for, in words")] = None,
-        like: Annotated[list[int], Query(description="catalog ids of example images")] = [],  # noqa: B006
-        method: Annotated[str, Query(description="composition method: auto, sum, weighted, pdv, ...")] = "auto",
+        q: Annotated[str | None, Query(max_length=MAX_TEXT, description="what to look for, in words")] = None,
+        like: Examples = [],  # noqa: B006
+        method: Annotated[str, Query(pattern=METHOD_PATTERN,
+                                     description="composition method: auto, sum, weighted, pdv, ...")] = "auto",
         alpha: Annotated[float | None, Query(ge=0, le=1, description="text share for method=weighted")] = None,
-        k: Annotated[int, Query(ge=1, description="results per page")] = 40,
-        offset: Annotated[int, Query(ge=0, description="results to skip (paging)")] = 0,
-        cutoff: Annotated[str | None, Query(description="'auto', a rule ('mad:4'), a score, or empty")] = None,
-        not_: Annotated[list[str], Query(alias="not", description="what results should not show")] = [],  # noqa: B006
-        folder: Annotated[str | None, Query(description="only images in this folder or below")] = None,
-        date_from: Annotated[str | None, Query(description="taken on or after (YYYY, YYYY-MM, YYYY-MM-DD)")] = None,
-        date_to: Annotated[str | None, Query(description="taken on or before (YYYY, YYYY-MM, YYYY-MM-DD)")] = None,
-        ext: Annotated[list[str], Query(description="file types, e.g. jpg")] = [],  # noqa: B006
-        sort: Annotated[str, Query(description="'score' or 'date'")] = "score",
+        k: Annotated[int, Query(ge=1, le=10_000, description="results per page")] = 40,
+        offset: Annotated[int, Query(ge=0, le=10_000, description="results to skip (paging)")] = 0,
+        cutoff: Annotated[str | None, Query(max_length=64,
+                                            description="'auto', a rule ('mad:4'), a score, or empty")] = None,
+        not_: Negatives = [],  # noqa: B006
+        folder: Annotated[str | None, Query(max_length=MAX_FILTER,
+                                            description="only images in this folder or below")] = None,
+        date_from: Annotated[str | None, Query(pattern=DATE_PATTERN,
+                                               description="taken on or after (YYYY, YYYY-MM, YYYY-MM-DD)")] = None,
+        date_to: Annotated[str | None, Query(pattern=DATE_PATTERN,
+                                             description="taken on or before (YYYY, YYYY-MM, YYYY-MM-DD)")] = None,
+        ext: Extensions = [],  # noqa: B006
+        sort: Annotated[str, Query(pattern=SORT_PATTERN, description="'score' or 'date'")] = "score",
     ) -> None:
         super().__init__(k, offset, cutoff, not_, folder, date_from, date_to, ext, sort)
         self.q, self.like, self.method, self.alpha = q, like, method, alpha
@@ -94,7 +123,12 @@ async def read_multipart(request: Request, limits: Limits) -> tuple[SearchForm, 
 
     def text(name: str) -> str | None:
         value = data.get(name)
-        return value if isinstance(value, str) and value != "" else None
+        if not isinstance(value, str) or value == "":
+            return None
+        if len(value) > FORM_TEXT_LIMITS.get(name, MAX_TEXT):
+            raise ApiError(422, "invalid_request", f"{name}: {len(value)} characters; the limit is "
+                           f"{FORM_TEXT_LIMITS.get(name, MAX_TEXT)}", name)
+        return value
 
     def number(name: str, kind: type, default: Any) -> Any:
         value = text(name)
@@ -131,7 +165,8 @@ async def read_multipart(request: Request, limits: Limits) -> tuple[SearchForm, 
     return form, upload
 
 
-def upload_spec(form: SearchForm, upload: Upload | None, limits: Limits) -> QuerySpec:
-    """Decode the upload (413/422 on a bad one) and build the spec; runs in a worker thread."""
-    image: Image.Image | None = decode_upload(upload[0], limits) if upload is not None else None
+def upload_spec(form: SearchForm, upload: Upload | None, limits: Limits, target_size: int | None = None) -> QuerySpec:
+    """Decode the upload (413/422 on a bad one; a JPEG at a reduced scale near `target_size`) and build the spec;
+    runs in a worker thread."""
+    image: Image.Image | None = decode_upload(upload[0], limits, target_size) if upload is not None else None
     return spec_from_form(form, limits, upload=image)

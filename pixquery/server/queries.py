@@ -136,8 +136,9 @@ def validated(spec: QuerySpec, form: bool = False) -> QuerySpec:
         raise query_error(exc, form) from None
 
 
-def decode_upload(data: bytes, limits: Limits) -> Image.Image:
-    """Decode an uploaded query image: 413 above the pixel limit, 422 if it is not a readable image."""
+def decode_upload(data: bytes, limits: Limits, target_size: int | None = None) -> Image.Image:
+    """Decode an uploaded query image: 413 above the pixel limit, 422 if it is not a readable image. A JPEG decodes
+    at a reduced scale near `target_size` (the model's decode size), as indexing decodes photos."""
     if not data:
         raise ApiError(422, "invalid_image", "the uploaded image is empty", "image")
     try:
@@ -156,6 +157,8 @@ def decode_upload(data: bytes, limits: Limits) -> Image.Image:
             "image",
         )
     try:
-        return Library.decode_image(data, max_megapixels=limits.max_upload_megapixels)
+        return Library.decode_image(data, max_megapixels=limits.max_upload_megapixels, target_size=target_size)
+    except MemoryError:
+        raise ApiError(413, "too_large", "not enough memory to decode the uploaded image", "image") from None
     except PixqueryError as exc:
         raise ApiError(422, "invalid_image", f"cannot read the uploaded image: {exc}", "image") from None

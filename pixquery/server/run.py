@@ -22,6 +22,10 @@ from pixquery.server.limits import Limits
 STARTUP_TIMEOUT_S = 120.0
 """Model loading happens before the server reports itself started; a cold ONNX export may take this long."""
 
+MAX_REQUEST_HEAD = 1 << 20
+"""Largest request line and headers uvicorn reads (its default, 16 KB, is less than the longest query string the
+API's schema admits; a longer one would get uvicorn's plain-text 400 instead of the API's JSON error)."""
+
 
 def _allowed_hosts(host: str) -> list[str]:
     """Host headers to accept: loopback names for a loopback bind, anything when serving on the network."""
@@ -59,7 +63,8 @@ def serve(
     app = create_app(
         index_dir, token=token, limits=limits, allowed_hosts=_allowed_hosts(host), warm_thumbs=warm_thumbs
     )
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False))
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
+                                           h11_max_incomplete_event_size=MAX_REQUEST_HEAD))
     url = url_of(host, port)
 
     def announce() -> None:
@@ -96,7 +101,8 @@ class BackgroundServer:
         self.host = host
         self.port = port or free_port(host)
         self.url = f"http://{host}:{self.port}"
-        config = uvicorn.Config(app, host=host, port=self.port, log_level="warning", access_log=False)
+        config = uvicorn.Config(app, host=host, port=self.port, log_level="warning", access_log=False,
+                                h11_max_incomplete_event_size=MAX_REQUEST_HEAD)
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, name="pixquery-test-server", daemon=True)
 

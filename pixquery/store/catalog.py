@@ -2,6 +2,11 @@
 
 WAL mode lets searches read while an indexer writes. A row's `status` is `pending` (known, not yet embedded),
 `indexed` (its vector is in the vector store) or `error` (it could not be read; `error` says why).
+
+File names are whatever bytes the disk holds. Python gives a name that is not valid UTF-8 as a str with surrogate
+escapes, which SQLite cannot store as TEXT; such a path (and its folder) is stored as a BLOB of its bytes instead,
+and read back to the very same str. Every valid name stays TEXT, so each path has exactly one stored form and the
+UNIQUE constraint, equality and prefix comparisons keep working. Only this module knows.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 
 from pixquery.store.where import Filter
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -40,7 +45,8 @@ CREATE TABLE IF NOT EXISTS files (
     added_at      REAL NOT NULL,          -- unix time the row was created
     indexed_at    REAL,                   -- unix time the vector was stored
     device        INTEGER,                -- st_dev and st_ino of the file read at indexing: a file swapped in at
-    inode         INTEGER                 -- the same path later is told apart from the one indexed
+    inode         INTEGER,                -- the same path later is told apart from the one indexed
+    ctime_ns      INTEGER                 -- its st_ctime then (no one can set it: a recycled inode still differs)
 );
 CREATE INDEX IF NOT EXISTS files_status ON files(status);
 CREATE INDEX IF NOT EXISTS files_hash ON files(content_hash);
@@ -56,6 +62,46 @@ CREATE TABLE IF NOT EXISTS tags (
 );
 CREATE INDEX IF NOT EXISTS tags_label ON tags(label);
 """
+
+PATH_COLUMNS = ("path", "folder")
+
+
+def to_db_path(path: str) -> str | bytes:
+    """How a path is stored: as text when it is valid UTF-8, else as the bytes of the name (lossless)."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape")
+
+
+def from_db_path(value: str | bytes) -> str:
+    """A stored path back as Python gives it (surrogate escapes for bytes that are not UTF-8)."""
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+
+
+def _db_text(value: Any) -> Any:
+    """A message or metadata text made storable: characters that are not valid Unicode shown as escapes."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
+def _db_params(params: Sequence[Any]) -> list[Any]:
+    """Bound parameters of a filter: a path or pattern that is not valid UTF-8 compared in its stored form."""
+    out = []
+    for value in params:
+        if isinstance(value, str):
+            try:
+                value = to_db_path(value)
+            except UnicodeEncodeError:  # a lone surrogate no file name can hold: it matches nothing
+                value = value.encode("utf-8", "surrogatepass")
+        out.append(value)
+    return out
+
 
 METADATA_COLUMNS = ("width", "height", "format", "taken_at", "camera_make", "camera_model", "gps_lat", "gps_lon")
 
@@ -85,6 +131,7 @@ class FileRow:
     indexed_at: float | None
     device: int | None = None
     inode: int | None = None
+    ctime_ns: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the row."""
@@ -93,6 +140,13 @@ class FileRow:
     def metadata(self) -> dict[str, Any]:
         """What a search result shows about the photo: size, format, date taken, camera, position."""
         return {key: getattr(self, key) for key in METADATA_COLUMNS}
+
+
+def _row(record: sqlite3.Row) -> FileRow:
+    values = dict(record)
+    for column in PATH_COLUMNS:
+        values[column] = from_db_path(values[column])
+    return FileRow(**values)
 
 
 @dataclass(frozen=True)
@@ -130,8 +184,8 @@ class Catalog:
         """Bring a catalog written by an older pixquery to this schema (columns are only ever added)."""
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(files)")}
         with self.db:
-            for column in ("device", "inode"):
-                if column not in columns:  # schema 1 had no file identity
+            for column in ("device", "inode", "ctime_ns"):
+                if column not in columns:  # schema 1 had no file identity, schema 2 no ctime
                     self.db.execute(f"ALTER TABLE files ADD COLUMN {column} INTEGER")
         if self.get_meta("schema_version") != str(SCHEMA_VERSION):
             self.set_meta("schema_version", str(SCHEMA_VERSION))
@@ -150,7 +204,7 @@ class Catalog:
 
     # --- reading ------------------------------------------------------------------------------------------
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[FileRow]:
-        return [FileRow(**dict(r)) for r in self.db.execute(sql, params)]
+        return [_row(r) for r in self.db.execute(sql, params)]
 
     def get(self, file_id: int) -> FileRow | None:
         rows = self._rows("SELECT * FROM files WHERE id = ?", (int(file_id),))
@@ -168,12 +222,16 @@ class Catalog:
         return out
 
     def by_path(self, path: str) -> FileRow | None:
-        rows = self._rows("SELECT * FROM files WHERE path = ?", (path,))
+        try:
+            stored = to_db_path(path)
+        except UnicodeEncodeError:
+            return None  # a lone surrogate that no file name on disk can hold
+        rows = self._rows("SELECT * FROM files WHERE path = ?", (stored,))
         return rows[0] if rows else None
 
     def all_files(self) -> Iterator[FileRow]:
         for r in self.db.execute("SELECT * FROM files ORDER BY id"):
-            yield FileRow(**dict(r))
+            yield _row(r)
 
     def ids_with_status(self, status: str) -> list[int]:
         return [r[0] for r in self.db.execute("SELECT id FROM files WHERE status = ? ORDER BY id", (status,))]
@@ -191,7 +249,7 @@ class Catalog:
         """Ids of indexed files matching a filter (built from a query spec by pixquery.query.filters)."""
         clause, params = where.sql()
         sql = f"SELECT id FROM files WHERE status = 'indexed' AND ({clause}) ORDER BY id"
-        return [r[0] for r in self.db.execute(sql, params)]
+        return [r[0] for r in self.db.execute(sql, _db_params(params))]
 
     def browse(self, where: Filter, order: str = "added", offset: int = 0, limit: int = 100) -> list[FileRow]:
         """Indexed files matching `where`, newest first: by date taken (`order="taken"`, undated last) or by when
@@ -201,13 +259,13 @@ class Catalog:
         if order not in orders:
             raise ValueError(f"order must be one of {', '.join(orders)}")
         sql = f"SELECT * FROM files WHERE status = 'indexed' AND ({clause}) ORDER BY {orders[order]} LIMIT ? OFFSET ?"
-        return self._rows(sql, (*params, int(limit), int(offset)))
+        return self._rows(sql, (*_db_params(params), int(limit), int(offset)))
 
     def folders(self, limit: int | None = None) -> list[tuple[str, int]]:
         """(folder, number of indexed files) for every folder holding some, most populated first."""
         sql = "SELECT folder, COUNT(*) AS n FROM files WHERE status = 'indexed' GROUP BY folder ORDER BY n DESC, folder"
         rows = self.db.execute(sql + (" LIMIT ?" if limit else ""), (limit,) if limit else ())
-        return [(str(folder), int(n)) for folder, n in rows]
+        return [(from_db_path(folder), int(n)) for folder, n in rows]
 
     def data_version(self) -> tuple[int, int]:
         """Changes whenever the catalog changes: SQLite's data_version (other connections) and our own changes."""
@@ -251,41 +309,44 @@ class Catalog:
     # --- writing ------------------------------------------------------------------------------------------
     def insert(
         self, path: str, folder: str, ext: str, size: int, mtime_ns: int, content_hash: str,
-        device: int | None = None, inode: int | None = None,
+        device: int | None = None, inode: int | None = None, ctime_ns: int | None = None,
     ) -> int:
         cur = self.db.execute(
-            "INSERT INTO files(path, folder, ext, size, mtime_ns, content_hash, status, added_at, device, inode) "
-            "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-            (path, folder, ext, size, mtime_ns, content_hash, time.time(), device, inode),
+            "INSERT INTO files(path, folder, ext, size, mtime_ns, content_hash, status, added_at, device, inode, "
+            "ctime_ns) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
+            (to_db_path(path), to_db_path(folder), _db_text(ext), size, mtime_ns, content_hash, time.time(), device,
+             inode, ctime_ns),
         )
         return int(cur.lastrowid)
 
     def mark_changed(
         self, file_id: int, size: int, mtime_ns: int, content_hash: str, device: int | None = None,
-        inode: int | None = None,
+        inode: int | None = None, ctime_ns: int | None = None,
     ) -> None:
         self.db.execute(
-            "UPDATE files SET size = ?, mtime_ns = ?, content_hash = ?, device = ?, inode = ?, status = 'pending', "
-            "error = NULL WHERE id = ?",
-            (size, mtime_ns, content_hash, device, inode, file_id),
+            "UPDATE files SET size = ?, mtime_ns = ?, content_hash = ?, device = ?, inode = ?, ctime_ns = ?, "
+            "status = 'pending', error = NULL WHERE id = ?",
+            (size, mtime_ns, content_hash, device, inode, ctime_ns, file_id),
         )
 
     def touch(
-        self, file_id: int, size: int, mtime_ns: int, device: int | None = None, inode: int | None = None
+        self, file_id: int, size: int, mtime_ns: int, device: int | None = None, inode: int | None = None,
+        ctime_ns: int | None = None,
     ) -> None:
-        """Record the new size, mtime and inode of a file whose content did not change (`touch`, a rewrite)."""
+        """Record the new size, times and inode of a file whose content did not change (`touch`, a rewrite)."""
         self.db.execute(
-            "UPDATE files SET size = ?, mtime_ns = ?, device = ?, inode = ? WHERE id = ?",
-            (size, mtime_ns, device, inode, file_id),
+            "UPDATE files SET size = ?, mtime_ns = ?, device = ?, inode = ?, ctime_ns = ? WHERE id = ?",
+            (size, mtime_ns, device, inode, ctime_ns, file_id),
         )
 
     def move(
         self, file_id: int, path: str, folder: str, ext: str, mtime_ns: int, device: int | None = None,
-        inode: int | None = None,
+        inode: int | None = None, ctime_ns: int | None = None,
     ) -> None:
         self.db.execute(
-            "UPDATE files SET path = ?, folder = ?, ext = ?, mtime_ns = ?, device = ?, inode = ? WHERE id = ?",
-            (path, folder, ext, mtime_ns, device, inode, file_id),
+            "UPDATE files SET path = ?, folder = ?, ext = ?, mtime_ns = ?, device = ?, inode = ?, ctime_ns = ? "
+            "WHERE id = ?",
+            (to_db_path(path), to_db_path(folder), _db_text(ext), mtime_ns, device, inode, ctime_ns, file_id),
         )
 
     def delete(self, ids: Iterable[int]) -> None:
@@ -293,14 +354,14 @@ class Catalog:
 
     def mark_indexed(self, file_id: int, metadata: dict[str, Any]) -> None:
         cols = ", ".join(f"{c} = ?" for c in METADATA_COLUMNS)
-        values = [metadata.get(c) for c in METADATA_COLUMNS]
+        values = [_db_text(metadata.get(c)) for c in METADATA_COLUMNS]
         self.db.execute(
             f"UPDATE files SET status = 'indexed', error = NULL, indexed_at = ?, {cols} WHERE id = ?",
             (time.time(), *values, file_id),
         )
 
     def mark_error(self, file_id: int, reason: str) -> None:
-        self.db.execute("UPDATE files SET status = 'error', error = ? WHERE id = ?", (reason, file_id))
+        self.db.execute("UPDATE files SET status = 'error', error = ? WHERE id = ?", (_db_text(reason), file_id))
 
     def mark_pending(self, ids: Iterable[int]) -> None:
         self.db.executemany("UPDATE files SET status = 'pending' WHERE id = ?", [(int(i),) for i in ids])

@@ -14,6 +14,14 @@ TEXT_COLUMNS = ("camera_make", "camera_model")
 PIXEL_COLUMNS = ("width", "height")
 
 
+def _stored_bytes(text: str) -> bytes:
+    """The bytes of a path as the catalog stores it (surrogate escapes are the name's own bytes)."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate no file name holds; the catalog binds it the same way
+        return text.encode("utf-8", "surrogatepass")
+
+
 @dataclass(frozen=True)
 class FolderUnder:
     """Files in one of these folders or below (absolute paths, as the catalog keeps them)."""
@@ -25,8 +33,9 @@ class FolderUnder:
         for folder in self.folders:
             prefix = folder.rstrip(os.sep) + os.sep
             # A prefix comparison, not LIKE: any folder name works, however long or full of wildcard characters.
-            parts.append("(folder = ? OR substr(folder, 1, ?) = ?)")
-            params += [folder, len(prefix), prefix]
+            # Compared as bytes: the catalog stores a name that is not valid UTF-8 as a BLOB of its bytes.
+            parts.append("(folder = ? OR substr(CAST(folder AS BLOB), 1, ?) = CAST(? AS BLOB))")
+            params += [folder, len(_stored_bytes(prefix)), prefix]
         return "(" + " OR ".join(parts) + ")", params
 
 
