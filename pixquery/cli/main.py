@@ -58,6 +58,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port between 1 and 65535, got {value}")
+    return value
+
+
 def _unit(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -174,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     _index_option(p)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1: this machine only; others can reach it if changed)")
-    p.add_argument("--port", type=_positive, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000)")
     p.add_argument("--token", default=None, help="require this bearer token on all but /api/health "
                                                  "($PIXQUERY_TOKEN)")
     p.add_argument("--open", dest="open_browser", action="store_true", help="open the page in a browser")
@@ -289,6 +296,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     except PixqueryError as exc:
         error(str(exc))
         sys.exit(2 if isinstance(exc, UsageError) else 1)
+    except OSError as exc:  # the machine said no (permissions, a full disk, a path that is a file): one line
+        where = f": {exc.filename}" if exc.filename else ""
+        error(f"{exc.strerror or exc}{where}")
+        sys.exit(1)
     except KeyboardInterrupt:
         if args.command == "index":
             note("interrupted: what was embedded is saved; run the same command again to resume")
