@@ -275,3 +275,27 @@ def test_loading_a_transformers_checkpoint_prints_no_bar(tmp_path: Path) -> None
     assert proc.returncode == 0, proc.stderr
     after = proc.stderr.split("--load--\n", 1)[1]
     assert "Loading weights" not in after and "it/s" not in after, after
+
+
+def test_a_missing_extra_is_named_in_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    """As in a base install: the server, faiss and Ray are extras. Modules that fail to import stand in for them."""
+    blocked = tmp_path / "blocked"
+    for module in ("uvicorn", "faiss", "ray"):
+        (blocked / module).mkdir(parents=True)
+        (blocked / module / "__init__.py").write_text(
+            f"raise ModuleNotFoundError('No module named {module}', name={module!r})\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocked), str(ROOT)])}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "pixquery", *args], capture_output=True, text=True, env=env)
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (32, 32), "red").save(photos / "red.png")
+    one_line_error(cli("serve", "--index", str(tmp_path / "any")), 1, 'pip install "pixquery[serve]"')
+    for flags in (("--store", "faiss-hnsw"), ("--ray",)):
+        idx = tmp_path / f"idx{len(flags)}"
+        proc = cli("index", str(photos), "--index", str(idx), "--model", "mini", *flags)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.strip().splitlines()[-1].endswith('pip install "pixquery[scale]"')
+        assert not idx.exists()  # the new index it could not finish is not left behind

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +32,21 @@ def _open(args: argparse.Namespace, **options: Any) -> Any:
 
 def index(args: argparse.Namespace) -> None:
     """`pixquery index PATH...`: print the report (stdout), progress and warnings on stderr."""
+    model = args.model or os.environ.get("PIXQUERY_MODEL")
+    index_dir = _index_dir(args)
+    _refuse_a_folder_that_is_not_an_index(index_dir)
+    created = not index_dir.exists()
+    try:
+        _index(args, model)
+    except ImportError:  # an extra (--store faiss, --ray) is missing: a new index it stopped is not left behind
+        if created:
+            shutil.rmtree(index_dir, ignore_errors=True)
+        raise
+
+
+def _index(args: argparse.Namespace, model: str | None) -> None:
     from pixquery.progress import rich_progress
 
-    model = args.model or os.environ.get("PIXQUERY_MODEL")
-    _refuse_a_folder_that_is_not_an_index(_index_dir(args))
     library = _open(args, model=model, precision=args.precision, store=args.store or "flat")
     with library as lib:
         if args.store is not None and lib.config is not None and lib.config.store != args.store:
