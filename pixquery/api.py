@@ -170,13 +170,20 @@ class Library:
     def encoder(self) -> Encoder:
         """The model, loaded on first use (a search that needs no model never pays for loading it)."""
         if self._encoder is None:
-            from pixquery.models.registry import load_encoder
+            from pixquery.models.base import ModelError
+            from pixquery.models.registry import did_you_mean, load_encoder
 
             if self.config is not None:
                 precision = self.config.precision
             else:
                 precision = self._requested_precision or os.environ.get("PIXQUERY_PRECISION") or "auto"
-            self._encoder = load_encoder(self.model, precision=precision)
+            try:
+                self._encoder = load_encoder(self.model, precision=precision)
+            except ModelError as exc:
+                suggestion = did_you_mean(self.model)  # every face (CLI, server, programs) gets the hint
+                if suggestion is None:
+                    raise
+                raise ModelError(f"{exc}. Did you mean {suggestion!r}?") from exc
         return self._encoder
 
     @property

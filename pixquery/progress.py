@@ -45,15 +45,21 @@ def rich_progress(enabled: bool = True) -> Iterator[ProgressFn]:
             return super().render(task) if speed is None else f"{speed:.1f} {unit}/s"
 
     tasks: dict[str, int] = {}
-    with Progress(
+    bar = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(""),
         TextColumn("ETA"), TimeRemainingColumn(), console=Console(stderr=True), transient=False,
-    ) as bar:
+    )
 
-        def update(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                label, unit = STAGES.get(stage, (stage, "items"))
-                tasks[stage] = bar.add_task(label, total=total, unit=unit)
-            bar.update(tasks[stage], completed=done, total=total)
+    def update(stage: str, done: int, total: int) -> None:
+        if not tasks:
+            bar.start()  # on the first report only: work that fails before it prints no empty bar
+        if stage not in tasks:
+            label, unit = STAGES.get(stage, (stage, "items"))
+            tasks[stage] = bar.add_task(label, total=total, unit=unit)
+        bar.update(tasks[stage], completed=done, total=total)
 
+    try:
         yield update
+    finally:
+        if tasks:
+            bar.stop()

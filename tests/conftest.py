@@ -6,17 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from photo_tree import make_photo_tree
 from PIL import Image
-
-PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos"
 
 
 @pytest.fixture(scope="session")
-def photos_dir() -> Path:
-    """The real photos of many formats in ../shared/photos (skips when absent)."""
-    if not PHOTOS.exists():
-        pytest.skip("../shared/photos is not present")
-    return PHOTOS
+def photos_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real photos in every format pixquery reads, in flat/, nested/, heic/ and unicode/ (see tests/photo_tree.py),
+    generated once per test run from the photos the package ships: no test needs a file outside the repository."""
+    return make_photo_tree(tmp_path_factory.mktemp("photos") / "photos")
 
 
 def write_jpegs(folder: Path, n: int, seed: int = 0, size: int = 96) -> list[Path]:

@@ -1,7 +1,8 @@
 """Shared fixtures of the server tests: a small real index, and a live server on a loopback port.
 
 The index uses the best model at hand whose answers can be checked: the ShapesWorld `mini` model on a rendered
-gallery when it ships, else the offline `conse` model on the real photos of ../shared/photos, else `random:tiny`
+gallery when it ships, else the offline `conse` model on the generated test photos (tests/photo_tree.py), else
+`random:tiny`
 (then only checks that need no meaningful ranking run). Each case says what a right answer looks like.
 
 Pytest registers a fixture once per module that imports it, so the built cases are memoised here: the index is
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from photo_tree import make_photo_tree
 from PIL import Image
 
 from pixquery.api import Library
@@ -27,7 +29,6 @@ from pixquery.server.limits import Limits
 from pixquery.server.run import BackgroundServer
 
 REPO = Path(__file__).resolve().parents[1]
-PHOTOS = REPO.parent / "shared" / "photos"
 MINI_DIR = REPO / "pixquery" / "data" / "mini"
 
 
@@ -79,8 +80,8 @@ def _shapes_gallery(folder: Path) -> ServerCase:
 
 
 def _photos_gallery(folder: Path) -> ServerCase:
-    """A copy of the real photos (so tests may add files to it)."""
-    shutil.copytree(PHOTOS, folder)
+    """The real test photos, written afresh (so tests may add files to it)."""
+    make_photo_tree(folder)
 
     def cats(name: str) -> bool:
         return "cat" in name.lower() or "kitty" in name.lower()
@@ -126,8 +127,7 @@ def build_case(root: Path) -> ServerCase:
     builders: list[Callable[[Path], ServerCase]] = []
     if MINI_DIR.exists():
         builders.append(_shapes_gallery)
-    if PHOTOS.exists():
-        builders.append(_photos_gallery)
+    builders.append(_photos_gallery)
     builders.append(_noise_gallery)
     for n, builder in enumerate(builders):
         base = root / f"case{n}"

@@ -11,13 +11,9 @@ from PIL import Image
 from pixquery.media.decode import ImageDecodeError, open_image, open_image_with_metadata
 from pixquery.media.discover import discover
 
-PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos"
-needs_photos = pytest.mark.skipif(not PHOTOS.exists(), reason="../shared/photos is not present")
 
-
-@needs_photos
-def test_every_shared_photo_decodes_and_the_text_file_is_skipped_with_a_reason() -> None:
-    found = discover([PHOTOS])
+def test_every_shared_photo_decodes_and_the_text_file_is_skipped_with_a_reason(photos_dir: Path) -> None:
+    found = discover([photos_dir])
     names = {p.name for p in found.files}
     assert {"bee.heic", "duck.jp2", "tree.webp", "bee_animated.gif", "chess-knight.tiff", "magpie.pbm",
             "鳥鳥.png", "black cat sleeping on a chair.JPG"} <= names
@@ -29,10 +25,9 @@ def test_every_shared_photo_decodes_and_the_text_file_is_skipped_with_a_reason()
         assert image.mode == "RGB" and image.width > 0 and meta["width"] > 0
 
 
-@needs_photos
-def test_heic_decodes_like_its_jpeg_twin() -> None:
-    heic = open_image(PHOTOS / "heic" / "bee.heic")
-    jpeg = open_image(PHOTOS / "heic" / "bee.jpg")
+def test_heic_decodes_like_its_jpeg_twin(photos_dir: Path) -> None:
+    heic = open_image(photos_dir / "heic" / "bee.heic")
+    jpeg = open_image(photos_dir / "heic" / "bee.jpg")
     assert heic.size == jpeg.size
 
 

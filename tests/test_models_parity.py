@@ -61,12 +61,9 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tuple]
 
 
 @pytest.fixture(scope="session")
-def photo_images() -> list:
-    root = Path(__file__).resolve().parents[2] / "shared" / "photos" / "flat"
-    if not root.exists():
-        pytest.skip("../shared/photos is not present")
+def photo_images(photos_dir: Path) -> list:
     images = []
-    for path in discover([root]).files:
+    for path in discover([photos_dir / "flat"]).files:
         try:
             images.append(open_image(path))
         except ImageDecodeError:

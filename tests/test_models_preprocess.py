@@ -9,8 +9,8 @@ Two references crop differently when the crop margin is odd:
   `center_crop`, whose offsets are `int(round((image_height - crop_height) / 2.0))`).
 
 Measured bound (max |ours - reference| after normalisation): about 5e-7 for CLIPImageProcessor and 1.2e-7 for
-SiglipImageProcessor on every readable photo in ../shared/photos, i.e. float rounding only: all resize 8-bit
-RGB with PIL's bicubic filter. The tests allow 1e-5.
+SiglipImageProcessor on every readable photo of the test photo tree (tests/photo_tree.py), i.e. float rounding
+only: all resize 8-bit RGB with PIL's bicubic filter. The tests allow 1e-5.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,21 @@ def _open(args: argparse.Namespace, **options: Any) -> Any:
 
 def index(args: argparse.Namespace) -> None:
     """`pixquery index PATH...`: print the report (stdout), progress and warnings on stderr."""
+    model = args.model or os.environ.get("PIXQUERY_MODEL")
+    index_dir = _index_dir(args)
+    _refuse_a_folder_that_is_not_an_index(index_dir)
+    created = not index_dir.exists()
+    try:
+        _index(args, model)
+    except ImportError:  # an extra (--store faiss, --ray) is missing: a new index it stopped is not left behind
+        if created:
+            shutil.rmtree(index_dir, ignore_errors=True)
+        raise
+
+
+def _index(args: argparse.Namespace, model: str | None) -> None:
     from pixquery.progress import rich_progress
 
-    model = args.model or os.environ.get("PIXQUERY_MODEL")
     library = _open(args, model=model, precision=args.precision, store=args.store or "flat")
     with library as lib:
         if args.store is not None and lib.config is not None and lib.config.store != args.store:
@@ -56,6 +69,25 @@ def index(args: argparse.Namespace) -> None:
         print_json(data)
         return
     _print_index_report(data, errors, args.paths)
+
+
+def _refuse_a_folder_that_is_not_an_index(path: Path) -> None:
+    """An existing folder holding other files is not where a new index goes (it would mix pixquery's files into,
+    say, the photo folder itself); an index, an empty folder or a new path is."""
+    from pixquery.layout import IndexLayout
+
+    layout = IndexLayout(path)
+    if not path.is_dir() or layout.config.exists():
+        return  # a new path, an index (a file is refused by the facade)
+    own = {p.name for p in (layout.config, layout.catalog, layout.lock, layout.vectors, layout.thumbs,
+                            layout.fingerprints, layout.beacon)}
+    try:
+        others = sorted(entry.name for entry in path.iterdir() if entry.name not in own)
+    except OSError as exc:
+        raise UsageError(f"cannot use {display(str(path))} as an index folder: {exc.strerror}") from None
+    if others:
+        raise UsageError(f"{display(str(path))} is not an index and is not empty (it holds {display(others[0])}"
+                         f"{' and more' if len(others) > 1 else ''}); give --index a new or empty folder")
 
 
 def _print_index_report(data: dict[str, Any], errors: list[dict[str, Any]], paths: list[Path]) -> None:
@@ -197,5 +229,43 @@ def serve(args: argparse.Namespace) -> None:
     """`pixquery serve`: runs until interrupted."""
     from pixquery.server.run import serve as run_server
 
+    index_dir = _index_dir(args)
+    check_port_free(args.host, args.port, index_dir)
     token = args.token or os.environ.get("PIXQUERY_TOKEN")
-    run_server(_index_dir(args), host=args.host, port=args.port, token=token, open_browser=args.open_browser)
+    run_server(index_dir, host=args.host, port=args.port, token=token, open_browser=args.open_browser)
+
+
+def check_port_free(host: str, port: int, index_dir: Path) -> None:
+    """Raise a one-line PixqueryError when the server could not listen on host:port (before anything starts).
+
+    Binds a probe socket the way uvicorn binds (SO_REUSEADDR, so a port in TIME_WAIT counts as free)."""
+    import errno
+    import socket
+
+    from pixquery.errors import PixqueryError
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise UsageError(f"cannot serve on {host!r}: {exc.strerror} (try --host 127.0.0.1)") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            where = f"{host}:{port}"
+            if exc.errno == errno.EADDRINUSE:
+                from pixquery.server.beacon import live_server
+
+                running = live_server(index_dir)
+                who = (f"pixquery is already serving this index there ({running})" if running
+                       else "another program is listening there")
+                raise PixqueryError(f"port {port} is busy on {host}: {who}; stop it, or choose another port "
+                                    f"with --port {port + 1 if port < 65535 else 8000}") from None
+            if exc.errno == errno.EACCES:
+                raise PixqueryError(f"not allowed to listen on {where}: ports below 1024 need privileges; "
+                                    "choose another with --port, e.g. --port 8000") from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise UsageError(f"cannot listen on {where}: {host} is not an address of this machine "
+                                 "(try --host 127.0.0.1)") from None
+            raise PixqueryError(f"cannot listen on {where}: {exc.strerror}") from None

