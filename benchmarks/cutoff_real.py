@@ -13,8 +13,8 @@
 2. The same on the 21 photos shipped with the package (pixquery/data/demo_photos): the judged paraphrase queries of
    benchmarks/data/real_photos_queries.json ("a cat", "books on a shelf"; recall = share of relevant photos kept)
    and the hand-written absent queries of benchmarks/data/absent_queries.json ("a red sports car").
-3. `mini` on ShapesWorld: 300 rendered scenes in which one shape and one colour never occur; present queries name
-   a colour and shape that some scene shows, absent ones name the missing shape or colour.
+3. `mini` on ShapesWorld: 300 rendered single-object scenes in which one shape and one colour never occur; present
+   queries name a colour and shape that some scene shows, absent ones name the missing shape or colour.
 
 Rules: the old "auto" (`mad:1.5`, a robust z within the query's own scores), `mad` at stricter z, and the null rule
 (`pixquery.query.cutoff`, "null:alpha" with a least z) over a grid; the default is chosen from this table and then
@@ -45,7 +45,7 @@ from imagenet_truth import load_classes  # noqa: E402
 
 from pixquery.api import Library  # noqa: E402
 from pixquery.query.collection import calibration_sample  # noqa: E402
-from pixquery.query.cutoff import NULL_ALPHA, NULL_MIN_Z, CutoffRule, match_mask  # noqa: E402
+from pixquery.query.cutoff import NULL_ALPHA, CutoffRule, match_mask, null_min_z  # noqa: E402
 from pixquery.query.engine import word_null  # noqa: E402
 from pixquery.query.spec import QuerySpec, WeightedText  # noqa: E402
 
@@ -54,11 +54,13 @@ DEMO = REPO / "pixquery" / "data" / "demo_photos"
 JUDGED = REPO / "benchmarks" / "data" / "real_photos_queries.json"
 ABSENT = REPO / "benchmarks" / "data" / "absent_queries.json"
 STYLES: dict[str, str] = {"name": "{}", "a name": "a {}", "a photo of a name": "a photo of a {}."}
-RULES: list[tuple[str, CutoffRule, float]] = (
-    [("mad:1.5 (old auto)", CutoffRule("mad", 1.5), NULL_MIN_Z)]
-    + [(f"mad:{z}", CutoffRule("mad", z), NULL_MIN_Z) for z in (4.0, 5.0, 6.0)]
-    + [(f"null:{a} z>={z}", CutoffRule("null", a), z) for a in (0.8, 0.9, 1.0) for z in (2.0, 3.0, 4.0)]
+RULES: list[tuple[str, CutoffRule, float | None]] = (
+    [("mad:1.5 (old auto)", CutoffRule("mad", 1.5), None)]
+    + [(f"mad:{z}", CutoffRule("mad", z), None) for z in (4.0, 5.0, 6.0)]
+    + [(f"null:{a} z>={'sqrt(2 ln n)' if z is None else z}", CutoffRule("null", a), z)
+       for a in (0.8, 0.9, 1.0) for z in (None, 2.0, 3.0, 4.0)]
 )
+"""(label, rule, least z of the null rule: None = `null_min_z` of the collection's size)."""
 _START = time.time()
 
 
@@ -76,7 +78,6 @@ class Judge:
         self.position = {int(i): n for n, i in enumerate(np.asarray(self.ids).tolist())}
         _, self.sample = calibration_sample(lib.store)
         self.null = word_null(ctx)
-        self.best_z = self.null.best_z(self.vectors)
         self.queries: dict[str, np.ndarray] = {}
 
     def encode(self, texts: Sequence[str]) -> None:
@@ -85,13 +86,15 @@ class Judge:
         if todo:
             self.queries.update(zip(todo, self.lib.encoder.encode_texts(todo), strict=True))
 
-    def kept(self, text: str, rule: CutoffRule, min_z: float) -> list[int]:
+    def kept(self, text: str, rule: CutoffRule, min_z: float | None) -> list[int]:
         """Ids the rule keeps among the top k for `text`."""
         self.encode([text])
         q = self.queries[text]
         scores = self.vectors @ q
         top = np.argsort(-scores, kind="stable")[: self.k]
-        mask = match_mask(rule, scores[top], self.sample @ q, item_best_z=self.best_z[top], min_z=min_z)
+        least = null_min_z(len(self.ids)) if min_z is None else min_z
+        best_z = self.null.best_z(self.vectors[top], query=q)
+        mask = match_mask(rule, scores[top], self.sample @ q, item_best_z=best_z, min_z=least)
         return [int(self.ids[i]) for i in top[mask]]
 
 
@@ -194,7 +197,7 @@ def shapes(model: str, k: int, work: Path, n: int = 300, seed: int = 7) -> dict[
     folder.mkdir()
     scenes = []
     while len(scenes) < n:
-        scene = sample_scene(rng, DEFAULT_HELDOUT, split="any")
+        scene = sample_scene(rng, DEFAULT_HELDOUT, split="any", n_objects=1)
         if any(o.shape == missing_shape or o.colour == missing_colour for o in scene.objects):
             continue
         render_scene(scene, 64, rng).save(folder / f"scene{len(scenes):04d}.png")
@@ -235,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="pixquery-cutoff-"))
-    results: dict[str, Any] = {"default": {"alpha": NULL_ALPHA, "min_z": NULL_MIN_Z}}
+    results: dict[str, Any] = {"default": {"alpha": NULL_ALPHA, "min_z": "sqrt(2 ln n)"}}
     steps: dict[str, Callable[[], dict[str, Any]]] = {
         "imagenet": lambda: imagenet(args.photos, args.model, args.k, args.seed, work),
         "demo_photos": lambda: demo(args.model, args.k, work),
@@ -256,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     table(f"ShapesWorld, {args.shapes_model}", results["shapesworld"])
     auto = {style: results["imagenet"][style]["auto, end to end"] for style in STYLES}
     print(json.dumps({
-        "model": args.model, "alpha": NULL_ALPHA, "min_z": NULL_MIN_Z,
+        "model": args.model, "alpha": NULL_ALPHA, "min_z": "sqrt(2 ln n)",
         "imagenet_present_recall": {s: a["present_recall"] for s, a in auto.items()},
         "imagenet_absent_empty": {s: a["absent_empty"] for s, a in auto.items()},
         "imagenet_absent_median": {s: a["absent_median"] for s, a in auto.items()},

@@ -30,7 +30,15 @@ from pixquery.query import negatives as neg
 from pixquery.query import rerank as rr
 from pixquery.query.collection import calibration_sample, store_cached
 from pixquery.query.compose import ComposeInput, Composition, compose
-from pixquery.query.cutoff import NULL_TEMPLATE, NULL_WORDS, CutoffRule, WordNull, match_mask, parse_cutoff
+from pixquery.query.cutoff import (
+    NULL_TEMPLATE,
+    NULL_WORDS,
+    CutoffRule,
+    WordNull,
+    match_mask,
+    null_min_z,
+    parse_cutoff,
+)
 from pixquery.query.filters import compile_filters
 from pixquery.query.inversion import DEFAULT_TEMPLATE
 from pixquery.query.longtext import encode_texts
@@ -361,7 +369,8 @@ def _cutoff_mask(
     _, sample = calibration_sample(ctx.store)
     sample_scores = sample @ q
     if rule.needs_null:
-        return match_mask(rule, scores, sample_scores, item_best_z=word_null(ctx).best_z(ctx.store.get(ids)))
+        best_z = word_null(ctx).best_z(ctx.store.get(ids), query=q)
+        return match_mask(rule, scores, sample_scores, item_best_z=best_z, min_z=null_min_z(ctx.store.count()))
     if not rule.needs_bank:
         return match_mask(rule, scores, sample_scores)
     stats = bank_stats(ctx, images_only=not spec.texts, options=spec.rerank.options)
@@ -375,9 +384,11 @@ def word_null(ctx: SearchContext) -> WordNull:
     out (a closed-vocabulary model gives all unknown words one vector)."""
 
     def build() -> WordNull:
-        vectors = embed_words(ctx.encoder, load_words(NULL_WORDS), NULL_TEMPLATE)
+        words = load_words(NULL_WORDS)
+        vectors = embed_words(ctx.encoder, words, NULL_TEMPLATE)
+        keep = distinguishable(vectors)
         _, sample = calibration_sample(ctx.store)
-        return WordNull.build(vectors[distinguishable(vectors)], sample)
+        return WordNull.build(vectors[keep], sample, embed_words(ctx.encoder, words, "{}")[keep])
 
     return store_cached(ctx.store, ("null", encoder_identity(ctx.encoder)), build)
 

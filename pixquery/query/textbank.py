@@ -60,8 +60,8 @@ def load_words(source: str | Path | Sequence[str] | None = None, default: str = 
     list named `default`."""
     if source is None:
         words = read_words(WORD_LISTS[default])
-    elif isinstance(source, str) and source in WORD_LISTS:
-        words = read_words(WORD_LISTS[source])
+    elif isinstance(source, str | Path) and str(source) in WORD_LISTS and not Path(source).exists():
+        words = read_words(WORD_LISTS[str(source)])
     elif isinstance(source, str | Path):
         words = read_words(source)
     else:
