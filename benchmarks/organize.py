@@ -46,7 +46,7 @@ from pixquery.eval.datasets import read_imagefolder  # noqa: E402
 from pixquery.media.decode import open_image  # noqa: E402
 from pixquery.models.base import Encoder  # noqa: E402
 from pixquery.models.registry import load_encoder  # noqa: E402
-from pixquery.organize.classify import DEFAULT_THRESHOLD, LabelSet, ZeroShotClassifier  # noqa: E402
+from pixquery.organize.classify import DEFAULT_THRESHOLD, LabelSet, ZeroShotClassifier, normal_cdf  # noqa: E402
 from pixquery.organize.cluster import cluster_vectors  # noqa: E402
 from pixquery.organize.dedup import KINDS, fingerprint  # noqa: E402
 from pixquery.organize.open_tags import Vocabulary, open_tags  # noqa: E402
@@ -55,7 +55,8 @@ from pixquery.synth.render import render_scene  # noqa: E402
 from pixquery.synth.world import DEFAULT_HELDOUT, sample_scene  # noqa: E402
 
 PHOTOS = REPO.parent / "shared" / "photos"
-THRESHOLDS = (0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 1.0)
+THRESHOLDS = tuple(round(float(normal_cdf(np.asarray(z))), 5) for z in (1.0, 1.5, 2.0, 2.5, 3.0, 4.0))
+"""Confidences Phi(z) of the collection-calibrated "none of these" for z = 1 ... 4."""
 CONFIGS: dict[str, tuple[str, str]] = {  # name -> (method, templates)
     "single": ("single", "single"),
     "ensemble": ("ensemble", "curated"),
@@ -117,7 +118,8 @@ def none_of_these(
 ) -> dict[str, dict[str, float]]:
     """Per threshold: out-of-set images rejected, in-set images accepted with the right label (leave-one-class-out).
 
-    "auto" is the default rule (1 - 1/sqrt(bank size)); its mean value is reported as "auto_threshold".
+    "auto" is the default rule (a label's robust z over the collection >= AUTO_MIN_Z, confidence Phi(z)); its value is
+    reported as "auto_threshold".
     """
     keys = [*map(str, THRESHOLDS), "auto"]
     rejected: dict[str, list[bool]] = {k: [] for k in keys}
@@ -138,7 +140,6 @@ def none_of_these(
     out: dict[str, Any] = {key: {"out_of_set_rejected": float(np.mean(rejected[key])),
                                  "in_set_accepted": float(np.mean(accepted[key]))} for key in keys}
     out["auto_threshold"] = round(float(np.mean(auto_values)), 4)
-    out["bank_size"] = len(clf.bank) if clf.bank is not None else 0
     return out
 
 
@@ -361,6 +362,16 @@ def pair_distributions(folder: Path, vectors: dict[str, np.ndarray], truth: dict
     }
 
 
+def merge_overlapping(groups: list[list[str]]) -> list[list[str]]:
+    """Groups that share a member, joined."""
+    merged: list[set[str]] = []
+    for group in groups:
+        touching = [m for m in merged if m & set(group)]
+        union = set(group).union(*touching)
+        merged = [m for m in merged if not m & set(group)] + [union]
+    return [sorted(m) for m in merged]
+
+
 def dedup_set(model: str, originals: list[tuple[str, Image.Image]], distinct: list[tuple[str, Image.Image]],
               work: Path) -> dict[str, Any]:
     folder, index = work / "images", work / "index"
@@ -372,12 +383,14 @@ def dedup_set(model: str, originals: list[tuple[str, Image.Image]], distinct: li
         results: dict[str, Any] = {"images": len(truth), "originals": len(originals), "distinct": len(distinct)}
         for kinds in [(k,) for k in KINDS] + [KINDS]:
             report = lib.duplicates(kinds=kinds)
-            groups, used = report["groups"], report["thresholds"]
-            found = [[Path(m["path"]).name for m in g["members"]] for g in groups]
+            used = report["thresholds"]
+            # Found at all, in either tier: a similar group holds a duplicate group's keeper, so they are merged.
+            found = merge_overlapping([[Path(m["path"]).name for m in g["members"]]
+                                       for g in report["groups"] + report["similar"]])
             label = "+".join(kinds) if len(kinds) > 1 else kinds[0]
             results[label] = score_groups(found, truth, transform) | {"thresholds": used}
             if len(kinds) == len(KINDS):
-                keepers = [transform[Path(g["keeper"]["path"]).name] for g in groups if g["size"] > 1]
+                keepers = [transform[Path(g["keeper"]["path"]).name] for g in report["groups"] if g["size"] > 1]
                 results["keeper_is_original"] = round(float(np.mean(
                     [k in ("original", "format png", "format webp") for k in keepers])), 3) if keepers else None
                 results["keeper_choices"] = {k: keepers.count(k) for k in sorted(set(keepers))}
@@ -479,7 +492,7 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
 
     clusters = results.get(f"{source}_clusters", {}).get("kmeans_auto", {})
     nmis = {k: v for k, v in clusters.items() if k.endswith("_nmi")}
-    dedups = [results[k]["exact+near+semantic"] for k in ("shapes_dedup", "photos_dedup") if k in results]
+    dedups = [results[k]["exact+near+similar"] for k in ("shapes_dedup", "photos_dedup") if k in results]
     correct = sum(d["correct_pairs"] for d in dedups)
     found = sum(d["found_pairs"] for d in dedups)
     true = sum(d["true_pairs"] for d in dedups)

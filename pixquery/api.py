@@ -491,18 +491,18 @@ class Library:
         top: int | None = None,
         store: bool = True,
         threshold: float | str | None = "auto",
-        vocabulary: str | Path | Sequence[str] | None = None,
         progress: ProgressFn = no_progress,
     ) -> Any:
         """Zero-shot tags from your labels for every image: up to `top` labels each (default 3) with a calibrated
         score, or "none of these". `labels`: "cat,dog", a list, a text file, or a CuPL JSON file of descriptions;
-        `method`: single, ensemble, autoclip or auto; `threshold`: "auto" (calibrated), a number, or None/0 to
-        always tag. With `store`, the tags are kept in the index, where the `tags` search filter finds them."""
+        `method`: single, ensemble, autoclip or auto; `threshold`: "auto" (calibrated on the collection), a
+        confidence, or None/0 to always tag. Only the labels are embedded. With `store`, the tags are kept in the
+        index, where the `tags` search filter finds them."""
         from pixquery.organize.classify import tag_labels
 
         options = {"top": top} if top is not None else {}
         return tag_labels(self.view(), labels, method=method, templates=templates, store=store, threshold=threshold,
-                          vocabulary=vocabulary, progress=progress, **options)
+                          progress=progress, **options)
 
     def tag_open(
         self,

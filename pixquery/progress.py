@@ -17,12 +17,14 @@ STAGES: dict[str, tuple[str, str]] = {
     "embed": ("Embedding images", "images"),
     "texts": ("Embedding texts", "texts"),
     "vocabulary": ("Embedding the vocabulary", "words"),
+    "bank": ("Embedding the query bank", "texts"),
     "labels": ("Embedding labels", "prompts"),
     "fingerprints": ("Fingerprinting images", "images"),
     "calibrate": ("Calibrating on your images", "images"),
     "score": ("Scoring images", "images"),
 }
-"""stage -> (what the bar says, what it counts)."""
+"""stage -> (what the bar says, what it counts): a bar's rate reads "words/s" while words are embedded, never
+"images/s". A stage missing here counts "items"."""
 
 
 def no_progress(stage: str, done: int, total: int) -> None:

@@ -1,9 +1,11 @@
-"""Rebuild the shipped concept list (pixquery/data/vocabulary/concepts.txt) from WordNet: a maintainer's tool.
+"""Rebuild the shipped word lists from WordNet: a maintainer's tool.
 
-    python scripts/build_vocabulary.py /usr/share/wordnet /usr/share/dict/american-english OUT.txt
+    python scripts/build_vocabulary.py common /usr/share/wordnet pixquery/data/imagenet_classes.txt common.txt
+    python scripts/build_vocabulary.py /usr/share/wordnet /usr/share/dict/american-english concepts.txt
 
-(Debian packages `wordnet-base` and `wamerican`.) Keeps picturable English nouns and drops slurs, insults and
-taxonomic names; see pixquery/data/vocabulary/SOURCE.md.
+The first builds the curated default (`common.txt`: a few thousand common, concrete words; needs `pip install
+wordfreq`), the second the large WordNet list (`concepts.txt`, 17k nouns). Debian packages `wordnet-base` and
+`wamerican`. Both drop slurs, insults and taxonomic names; see pixquery/data/vocabulary/SOURCE.md.
 """
 
 from __future__ import annotations
@@ -138,19 +140,140 @@ def build_from_wordnet(wordnet_dir: str | Path, common_words: str | Path) -> lis
     return sorted(kept)
 
 
+# --- the curated list of common, concrete words (the default for names and open tags) ---------------------------
+
+COMMON_ZIPF = 3.3
+"""Least word frequency (wordfreq's Zipf scale: 3 = once per million words) of a curated single-word noun."""
+COMMON_LEXFILES: frozenset[int] = frozenset({5, 6, 8, 13, 15, 17, 20, 25, 27})
+"""animal, artifact, body, food, location, object, plant, shape, substance: of `VISUAL_LEXFILES`, the files whose
+common words name things (noun.event, noun.phenomenon and noun.person gave "meet", "static", "agent"; the hand
+lists below cover scenes, weather and people instead)."""
+SUBSTANCE_EXTRA_ZIPF = 0.7
+"""Substances must be commoner ("water", "sand", "gold" stay; "ammonia", "adrenaline" go)."""
+PERSON_WORDS: tuple[str, ...] = (
+    "man", "woman", "child", "baby", "boy", "girl", "teenager", "family", "couple", "friends", "crowd", "people",
+    "bride", "groom", "player", "runner", "swimmer", "skier", "surfer", "cyclist", "dancer", "musician", "singer",
+    "chef", "farmer", "soldier", "police officer", "firefighter", "doctor", "nurse", "student", "teacher", "worker",
+    "tourist", "audience", "team", "portrait", "selfie", "face", "hands",
+)
+"""People words a photo shows (noun.person holds thousands that no picture shows: "lawyer", "sinner")."""
+SCENE_WORDS: tuple[str, ...] = (
+    "beach", "forest", "mountain", "lake", "river", "waterfall", "desert", "field", "meadow", "garden", "park",
+    "city", "street", "skyline", "village", "farm", "countryside", "harbour", "island", "coast", "ocean", "sea",
+    "snow", "sky", "clouds", "sunset", "sunrise", "night", "fog", "rain", "storm", "rainbow", "stars", "moon",
+    "kitchen", "living room", "bedroom", "bathroom", "office", "classroom", "restaurant", "cafe", "bar", "shop",
+    "supermarket", "market", "museum", "library", "church", "temple", "castle", "bridge", "tunnel", "road",
+    "highway", "parking lot", "train station", "airport", "stadium", "playground", "swimming pool", "concert",
+    "wedding", "birthday party", "festival", "parade", "christmas tree", "fireworks", "campfire", "tent",
+    "underwater", "cave", "volcano", "glacier", "jungle", "zoo", "aquarium", "construction site", "graffiti",
+)
+ACTIVITY_WORDS: tuple[str, ...] = (
+    "running", "walking", "hiking", "swimming", "surfing", "skiing", "snowboarding", "skateboarding", "cycling",
+    "climbing", "dancing", "singing", "cooking", "eating", "drinking", "reading", "writing", "painting",
+    "playing", "sleeping", "fishing", "camping", "sailing", "diving", "riding a horse", "playing football",
+    "playing tennis", "playing basketball", "playing guitar", "playing piano", "yoga", "boxing", "shopping",
+    "driving", "flying", "gardening", "celebrating", "hugging", "smiling", "laughing",
+)
+STYLE_WORDS: tuple[str, ...] = (
+    "black and white photo", "close-up", "macro photo", "aerial view", "landscape", "panorama", "silhouette",
+    "long exposure", "blurry photo", "vintage photo", "drawing", "sketch", "painting", "watercolor", "cartoon",
+    "illustration", "diagram", "map", "chart", "screenshot", "document", "text", "poster", "logo", "pattern",
+    "texture", "abstract art", "sculpture", "collage", "3d render", "pixel art",
+)
+COCO_CLASSES: tuple[str, ...] = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
+    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee", "skis",
+    "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
+    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors", "teddy bear",
+    "hair drier", "toothbrush",
+)
+"""The 80 object classes of COCO (Lin et al., 2014; annotations CC BY 4.0), names as published."""
+
+
+def _index_senses(wordnet_dir: Path) -> dict[str, str]:
+    """lemma -> offset of its first (most frequent) noun sense, from WordNet's index.noun."""
+    first = {}
+    with open(wordnet_dir / "index.noun", encoding="latin-1") as fh:
+        for line in fh:
+            if line.startswith(" "):
+                continue
+            fields = line.split()
+            n_synsets, n_pointer_kinds = int(fields[2]), int(fields[3])
+            first[fields[0]] = fields[6 + n_pointer_kinds : 6 + n_pointer_kinds + n_synsets][0]
+    return first
+
+
+def build_common(wordnet_dir: str | Path, imagenet_labels: str | Path, min_zipf: float = COMMON_ZIPF) -> list[str]:
+    """The curated vocabulary: common, concrete words people recognise, a few thousand.
+
+    * WordNet single-word nouns whose *first* (most frequent) sense is a visible thing (`COMMON_LEXFILES`,
+      colours, sports, dances), written in lower case there, that are common
+      in English (wordfreq Zipf >= `min_zipf`; this is what drops "dogie" and "chiffonier"), and whose first sense
+      is not marked as a slur or an insult (a word is judged by the sense a tagger would mean);
+    * ImageNet-1k class names of at most two words, each of them common (Zipf >= 3), written in lower case;
+    * COCO's 80 object classes and hand-written lists of people, scenes, activities and photo styles.
+
+    Needs the `wordfreq` package (a maintainer's tool; pixquery itself never imports it).
+    """
+    from wordfreq import zipf_frequency
+
+    wordnet_dir = Path(wordnet_dir)
+    synsets, _ = _read_noun_synsets(wordnet_dir)
+    first = _index_senses(wordnet_dir)
+    offensive_first = set()
+    with open(wordnet_dir / "data.noun", encoding="latin-1") as fh:
+        for line in fh:
+            if not line.startswith(" ") and _OFFENSIVE_GLOSS.search(line.partition("|")[2]):
+                offensive_first.add(line.split()[0])
+    words: dict[str, None] = {}
+    for lemma, offset in first.items():
+        lexfile, written, _ = synsets[offset]
+        visual = lexfile in COMMON_LEXFILES or any(
+            _descends_from(offset, root, synsets) for root in VISUAL_ROOTS.get(lexfile, ())
+        )
+        least = min_zipf + (SUBSTANCE_EXTRA_ZIPF if lexfile == 27 else 0.0)
+        if (
+            visual and lemma.isalpha() and lemma in written and offset not in offensive_first
+            and lemma not in EXCLUDED_LEMMAS and zipf_frequency(lemma, "en") >= least
+        ):
+            words[lemma] = None
+    for label in Path(imagenet_labels).read_text(encoding="utf-8").splitlines():
+        parts = label.strip().lower().split()
+        if 0 < len(parts) <= 2 and all(p.isalpha() and zipf_frequency(p, "en") >= 3.0 for p in parts):
+            words[" ".join(parts)] = None
+    for extra in (COCO_CLASSES, PERSON_WORDS, SCENE_WORDS, ACTIVITY_WORDS, STYLE_WORDS):
+        words.update(dict.fromkeys(extra))
+    return sorted(words)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python scripts/build_vocabulary.py WORDNET_DIR COMMON_WORDS OUT`: rebuild the shipped concept list."""
+    """`python scripts/build_vocabulary.py common WORDNET_DIR IMAGENET_LABELS OUT` (the curated default list), or
+    `python scripts/build_vocabulary.py WORDNET_DIR COMMON_WORDS OUT` (the large WordNet list)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 3:
+    if len(args) == 4 and args[0] == "common":
+        words = build_common(args[1], args[2])
+        header = (
+            "# pixquery common vocabulary: common, concrete words for cluster names and open tags (see SOURCE.md).\n"
+            "# Rebuild: python scripts/build_vocabulary.py common /usr/share/wordnet "
+            "pixquery/data/imagenet_classes.txt OUT\n"
+        )
+        out = args[3]
+    elif len(args) == 3:
+        words = build_from_wordnet(args[0], args[1])
+        header = (
+            "# pixquery concept vocabulary: picturable English nouns from WordNet 3.0 (see SOURCE.md).\n"
+            "# Rebuild: python scripts/build_vocabulary.py /usr/share/wordnet /usr/share/dict/american-english OUT\n"
+        )
+        out = args[2]
+    else:
         print(__doc__, file=sys.stderr)
         return 2
-    words = build_from_wordnet(args[0], args[1])
-    header = (
-        "# pixquery concept vocabulary: picturable English nouns from WordNet 3.0 (see SOURCE.md).\n"
-        "# Rebuild: python scripts/build_vocabulary.py /usr/share/wordnet /usr/share/dict/american-english OUT\n"
-    )
-    Path(args[2]).write_text(header + "".join(w + "\n" for w in words), encoding="utf-8")
-    print(f"{len(words)} concepts written to {args[2]}", file=sys.stderr)
+    Path(out).write_text(header + "".join(w + "\n" for w in words), encoding="utf-8")
+    print(f"{len(words)} words written to {out}", file=sys.stderr)
     return 0
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,8 @@ from pixquery.organize.dedup import (
 )
 from pixquery.store.catalog import FileRow
 from pixquery.synth.emit import write_set
+
+DEMO_PHOTOS = Path(__file__).resolve().parents[1] / "pixquery" / "data" / "demo_photos"
 
 
 def _row(i: int, path: str, width: int, height: int, mtime_s: float = 1e9, taken_at: str | None = None) -> FileRow:
@@ -68,6 +72,17 @@ def test_the_keeper_is_the_largest_then_the_sharpest_then_the_oldest() -> None:
              _row(2, "/b/old.jpg", 800, 600, taken_at="2001-05-01T10:00:00")]
     keeper, reason = choose_keeper(dated, lambda row: 1.0)
     assert keeper == 1 and "2001-05-01" in reason
+
+
+def test_the_keeper_reason_never_claims_a_difference_that_is_not_there() -> None:
+    same_day = [_row(1, "/photos/b/copy.jpg", 800, 600, mtime_s=1e9 + 1), _row(2, "/photos/a.jpg", 800, 600, 1e9)]
+    keeper, reason = choose_keeper(same_day, lambda row: 1.0)  # a second apart: one date, not "oldest"
+    assert keeper == 1 and reason == "same size, sharpness and date: the shortest path"
+    older = [_row(1, "/photos/b/first.jpg", 800, 600, mtime_s=1e9), _row(2, "/photos/a.jpg", 800, 600, 2e9)]
+    assert choose_keeper(older, lambda row: 1.0)[1].startswith("oldest (file dated")
+    both_taken = [_row(1, "/p/x.jpg", 800, 600, taken_at="2001-05-01T10:00:00"),
+                  _row(2, "/p/y.jpg", 800, 600, taken_at="2001-05-01T10:00:00")]
+    assert "oldest" not in choose_keeper(both_taken, lambda row: 1.0)[1]
 
 
 def test_fingerprints_survive_recompression_and_sharpness_sees_blur(tmp_path: Path) -> None:
@@ -114,21 +129,53 @@ def test_the_same_photo_in_several_folders_and_formats_is_one_group(photo_lib: L
     assert not any({"flat/cat.jpg", "flat/cautious cat.jpg"} <= n for n in names)  # two cats are not one photo
     bee_group = next(g for g in groups if "heic/bee.heic" in {str(Path(m["path"]).relative_to(photos_dir))
                                                                for m in g["members"]})
-    assert set(bee_group["kinds"]) == {"exact", "near"} and bee_group["reason"]
+    assert set(bee_group["kinds"]) == {"exact", "near"} and bee_group["reason"] and bee_group["tier"] == "near"
     assert sum(m["keeper"] for m in bee_group["members"]) == 1
-    assert used == {"near": 10}
+    assert {k: used[k] for k in ("near", "chroma", "aspect")} == {"near": 10, "chroma": 20, "aspect": 0.08}
+    assert 0.0 < used["near_cosine"] < 1.0  # calibrated on edited copies of these photos
 
 
-def test_semantic_duplicates_use_a_threshold_calibrated_once_per_model(photo_lib: Library, photos_dir: Path) -> None:
-    groups, used = _groups_and_thresholds(photo_lib, kinds=("semantic",))
-    assert 0.5 < used["semantic"] < 1.0
+def test_similar_photos_use_a_threshold_calibrated_once_per_model(photo_lib: Library, photos_dir: Path) -> None:
+    report = photo_lib.duplicates(kinds=("semantic",))  # the old name of the similar tier is still understood
+    used = report["thresholds"]
+    assert 0.5 < used["similar"] < 1.0 and report["groups"] == [] and report["removable"] == 0
     assert photo_lib.catalog is not None
-    assert float(photo_lib.catalog.get_meta("dedup.semantic_threshold:conse")) == used["semantic_copies"]
-    assert used["semantic"] == max(used["semantic_copies"], used["semantic_floor"])
-    names = [{Path(m["path"]).name for m in g["members"]} for g in groups]
+    assert float(photo_lib.catalog.get_meta("dedup.semantic_threshold:conse")) == used["similar_copies"]
+    assert used["similar"] == max(used["similar_copies"], used["similar_floor"])
+    names = [{Path(m["path"]).name for m in g["members"]} for g in report["similar"]]
     assert any({"cake.jpg"} == n for n in names)  # the copies of one photo embed identically
-    fixed = photo_lib.duplicates(kinds=("semantic",), thresholds={"semantic": 0.9999})
-    assert fixed["thresholds"]["semantic"] == 0.9999
+    assert all("keeper" not in m for g in report["similar"] for m in g["members"])  # similar is never removable
+    fixed = photo_lib.duplicates(kinds=("similar",), thresholds={"semantic": 0.9999})
+    assert fixed["thresholds"]["similar"] == 0.9999
+
+
+@pytest.fixture(scope="module")
+def demo_copies(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """The 21 shipped demo photos (several different cats among them) plus a re-encoded and a half-size copy of one
+    photo, indexed with conse and checked for duplicates with the defaults."""
+    folder = tmp_path_factory.mktemp("demo") / "photos"
+    shutil.copytree(DEMO_PHOTOS, folder)
+    original = open_image(folder / "cautious cat.jpg")
+    original.save(folder / "cautious cat (re-saved).jpg", quality=70)
+    original.resize((original.width // 2, original.height // 2)).save(folder / "cautious cat small.jpg")
+    for path in folder.iterdir():  # one date for every file
+        os.utime(path, (1e9, 1e9))
+    with Library.open(folder.parent / "index", model="conse") as lib:
+        lib.index([folder])
+        return folder, lib.duplicates()
+
+
+def test_distinct_but_similar_photos_are_never_removable(demo_copies: tuple[Path, dict]) -> None:
+    folder, report = demo_copies
+    groups = [{Path(m["path"]).name for m in g["members"]} for g in report["groups"]]
+    assert groups == [{"cautious cat.jpg", "cautious cat (re-saved).jpg", "cautious cat small.jpg"}]
+    assert report["removable"] == 2 and report["groups"][0]["keeper"]["path"].endswith("/cautious cat.jpg")
+    # The original and its re-save tie on size and sharpness, and every file has one date: never "oldest".
+    assert report["groups"][0]["reason"] == "same size, sharpness and date: the shortest path"
+    # The three black cats are different photos of one subject: at most "similar", and nothing there is removable.
+    for group in report["similar"]:
+        assert all("keeper" not in m for m in group["members"])
+    assert all((folder / name).exists() for group in groups for name in group)  # nothing deleted
 
 
 def test_unknown_kinds_and_empty_collections(tmp_path: Path) -> None:
@@ -153,8 +200,14 @@ def test_planted_shapesworld_duplicates_are_found(mini, tmp_path: Path) -> None:
     truth = json.loads((tmp_path / "synth" / "dedup" / "pairs.json").read_text(encoding="utf-8"))
     with Library.open(tmp_path / "index", model="mini") as lib:
         lib.index([tmp_path / "synth" / "dedup" / "images"])
-        groups = lib.duplicates()["groups"]
-    group_of = {Path(m["path"]).name: g["group"] for g in groups for m in g["members"]}
+        report = lib.duplicates()
+    # Found at all, in either tier: a similar group holds a duplicate group's keeper, so groups sharing a file join.
+    merged: list[set[str]] = []
+    for group in report["groups"] + report["similar"]:
+        names = {Path(m["path"]).name for m in group["members"]}
+        touching = [m for m in merged if m & names]
+        merged = [m for m in merged if not m & names] + [names.union(*touching)]
+    group_of = {name: number for number, names in enumerate(merged) for name in names}
 
     def together(pair: dict) -> bool:
         return pair["a"] in group_of and group_of[pair["a"]] == group_of.get(pair["b"])

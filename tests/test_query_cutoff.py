@@ -10,7 +10,7 @@ import pytest
 from test_query_helpers import FakeEncoder, make_index
 
 from pixquery.errors import QueryError
-from pixquery.query.cutoff import AUTO_RULE, RULES, CutoffRule, match_mask, parse_cutoff
+from pixquery.query.cutoff import AUTO_RULE, RULES, CutoffRule, WordNull, match_mask, null_min_z, parse_cutoff
 from pixquery.query.engine import run_query
 from pixquery.query.spec import QuerySpec, WeightedText
 
@@ -18,7 +18,8 @@ from pixquery.query.spec import QuerySpec, WeightedText
 def test_parse_accepts_numbers_auto_and_rules() -> None:
     assert parse_cutoff(None) is None
     assert parse_cutoff(0.3) == CutoffRule("score", 0.3)
-    assert parse_cutoff("auto") == CutoffRule(*AUTO_RULE)
+    assert parse_cutoff("auto") == CutoffRule(*AUTO_RULE) and AUTO_RULE[0] == "null"
+    assert parse_cutoff("null:1.2") == CutoffRule("null", 1.2)
     assert parse_cutoff("mad") == CutoffRule("mad", RULES["mad"])
     assert parse_cutoff("bank:1.5") == CutoffRule("bank", 1.5)
     for bad, message in [("often", "unknown cutoff"), ("mad:x", "not a number"), (True, "not true/false")]:
@@ -56,6 +57,29 @@ def test_bank_rule_compares_each_result_with_its_own_bank_scores() -> None:
     assert mask.tolist() == [False, True]
 
 
+def test_null_rule_needs_more_than_the_photos_own_best_word_and_the_chance_extreme() -> None:
+    scores = np.array([0.40, 0.36, 0.33], np.float32)  # z = 10, 8, 6.5 against SAMPLE (median 0.2, spread 0.02)
+    best_word_z = np.array([8.0, 12.0, 3.0], np.float32)  # the second photo is better described by a word
+    mask = match_mask(CutoffRule("null", 0.9), scores, SAMPLE, item_best_z=best_word_z)
+    assert mask.tolist() == [True, False, True]
+    # The least z is the chance extreme of the collection's size: sqrt(2 ln n).
+    assert null_min_z(21) == pytest.approx(2.47, abs=0.01) and null_min_z(100_000) == pytest.approx(4.80, abs=0.01)
+    weak = np.array([0.27], np.float32)  # z = 3.5: the most extreme of 4000 unrelated photos reaches ~4.1
+    assert not match_mask(CutoffRule("null", 0.9), weak, SAMPLE, item_best_z=np.zeros(1)).any()
+
+
+def test_word_null_gives_each_photo_the_z_of_the_word_that_singles_it_out_most() -> None:
+    rng = np.random.default_rng(1)
+    sample = rng.normal(size=(500, 8)).astype(np.float32)
+    sample /= np.linalg.norm(sample, axis=1, keepdims=True)
+    words = np.eye(8, dtype=np.float32)[:3]
+    null = WordNull.build(words, sample)
+    photo = np.array([[0.9, 0.1, 0, 0, 0, 0, 0, 0.1]], np.float32)
+    z = (photo @ words.T - null.median) / null.spread
+    assert null.best_z(photo)[0] == pytest.approx(float(z.max()))
+    assert WordNull.build(np.zeros((0, 8), np.float32), sample).best_z(photo).tolist() == [0.0]
+
+
 def test_raw_threshold() -> None:
     assert match_mask(CutoffRule("score", 0.3), np.array([0.31, 0.29]), SAMPLE).tolist() == [True, False]
 
@@ -74,3 +98,27 @@ def test_search_with_auto_cutoff_returns_only_the_matches(tmp_path: Path) -> Non
     assert outcome.matches == 7
     plain = run_query(QuerySpec(texts=[WeightedText("concept")], k=20), ctx)
     assert len(plain.hits) == 20 and plain.matches is None
+
+
+DEMO_PHOTOS = Path(__file__).resolve().parents[1] / "pixquery" / "data" / "demo_photos"
+
+
+@pytest.fixture(scope="module")
+def demo_lib(tmp_path_factory: pytest.TempPathFactory):
+    from pixquery.api import Library
+
+    with Library.open(tmp_path_factory.mktemp("demo-index"), model="conse") as lib:
+        lib.index([DEMO_PHOTOS])
+        yield lib
+
+
+@pytest.mark.parametrize("text", ["a red sports car", "a snowy mountain", "a plate of sushi"])
+def test_an_absent_concept_returns_nothing_on_real_photos(demo_lib, text: str) -> None:
+    outcome = demo_lib.query(QuerySpec(texts=[WeightedText(text)], k=20, cutoff="auto"))
+    assert outcome.hits == [] and outcome.matches == 0
+    assert len(demo_lib.query(QuerySpec(texts=[WeightedText(text)], k=20)).hits) == 20  # top k stays the default
+
+
+def test_a_present_concept_keeps_its_photos_on_real_photos(demo_lib) -> None:
+    hits = demo_lib.query(QuerySpec(texts=[WeightedText("a bee")], k=20, cutoff="auto")).hits
+    assert [Path(h.path).name for h in hits] == ["bee.jpg"]

@@ -188,3 +188,25 @@ def test_hubness_for_image_queries_uses_the_collection_as_its_bank(tmp_path: Pat
         hits = execute(spec, ctx)
         assert len(hits) == 5 and len({h.id for h in hits}) == 5
         assert hits[0].id == 7, method  # the image itself stays its own best match
+
+
+DEMO_PHOTOS = Path(__file__).resolve().parents[1] / "pixquery" / "data" / "demo_photos"
+PARROTS = {"parrot-and-flowers.jpg", "parrot-looks-into-the-camera.jpg"}
+OTHER_BIRDS = {"duck.jpg", "kookaburras.jpg", "magpie.jpg"}
+
+
+def test_a_negative_removes_what_it_names_on_real_photos(tmp_path: Path) -> None:
+    """"Birds but not parrots" on the shipped demo photos (five birds, two of them parrots) with conse."""
+    from pixquery.api import Library
+
+    with Library.open(tmp_path / "index", model="conse") as lib:
+        lib.index([DEMO_PHOTOS])
+
+        def top(spec: QuerySpec) -> set[str]:
+            return {Path(h.path).name for h in lib.query(spec).hits}
+
+        plain = top(QuerySpec(texts=[WeightedText("a bird")], k=3))
+        assert plain & PARROTS  # without the negative a parrot is among the first three
+        assert QuerySpec(texts=[WeightedText("x")]).negative_mode == "penalty"  # the default mode, measured
+        without = top(QuerySpec(texts=[WeightedText("a bird")], k=3, negative_texts=[WeightedText("a parrot")]))
+        assert without == OTHER_BIRDS  # the parrots are gone, the other birds stay

@@ -216,7 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
                              '{"label": ["description", ...]} (CuPL style)')
     source.add_argument("--open", dest="open_vocabulary", action="store_true",
                         help="no labels: pick tags from the shipped vocabulary of common words")
-    p.add_argument("--vocabulary", type=Path, default=None, metavar="FILE", help="your own word list for --open")
+    p.add_argument("--vocabulary", type=Path, default=None, metavar="FILE",
+                   help="for --open: your own word list (one per line), or a shipped list by name: common (the "
+                        "default, ~2,800 common words) or concepts (17k WordNet nouns)")
     p.add_argument("--method", default="auto", choices=("auto", "single", "ensemble", "autoclip"),
                    help="prompting: one template, an ensemble, or AutoCLIP's weighted ensemble (auto)")
     p.add_argument("--templates", default=None, help="prompt templates: clip80, curated7 or a file")
@@ -229,17 +231,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "cluster", "organize:cluster", "group the collection into named clusters")
     p.add_argument("--k", default="auto", help="number of clusters, or auto (silhouette)")
     p.add_argument("--method", default="kmeans", choices=("kmeans", "hdbscan"), help="clustering method")
-    p.add_argument("--vocabulary", type=Path, default=None, metavar="FILE", help="words to name clusters with")
+    p.add_argument("--vocabulary", type=Path, default=None, metavar="FILE",
+                   help="words to name clusters with: a file, or common (default) or concepts")
     p.add_argument("--sheet", type=Path, default=None, metavar="PNG", help="write a contact sheet PNG here")
     _index_option(p)
     _json_option(p)
 
     p = _command(sub, "duplicates", "organize:duplicates", "find duplicate groups with a suggested keeper",
-                 "Find duplicate groups (exact, near-exact, semantic) with a suggested keeper and why. Nothing is "
-                 "ever deleted.")
-    p.add_argument("--kinds", default="exact,near,semantic", help="exact, near, semantic (comma-separated)")
+                 "Find duplicates a user can act on: exact (same bytes or pixels) and near (the same photo resized, "
+                 "re-encoded, cropped a little or re-toned) groups, each with a suggested keeper, why, and the other "
+                 "files as removable; and, apart, similar photos (bursts, the same scene), never removable. Nothing "
+                 "is ever deleted.")
+    p.add_argument("--kinds", default="exact,near,similar", help="exact, near, similar (comma-separated)")
     p.add_argument("--near", type=float, default=None, metavar="BITS", help="perceptual-hash threshold override")
-    p.add_argument("--semantic", type=float, default=None, metavar="COS", help="embedding-similarity threshold")
+    p.add_argument("--semantic", "--similar", dest="semantic", type=float, default=None, metavar="COS",
+                   help="least embedding cosine of similar photos (calibrated per model by default)")
     _index_option(p)
     _json_option(p)
 

@@ -66,7 +66,7 @@ def cluster(args: argparse.Namespace) -> None:
 def duplicates(args: argparse.Namespace) -> None:
     """`pixquery duplicates`: groups with their keeper and why, then a summary, on stdout."""
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
-    thresholds = {key: value for key, value in (("near", args.near), ("semantic", args.semantic)) if value is not None}
+    thresholds = {key: value for key, value in (("near", args.near), ("similar", args.semantic)) if value is not None}
     with _open(args) as lib, rich_progress(enabled=not args.json_out) as progress:
         try:
             result = lib.duplicates(progress=progress, kinds=kinds, thresholds=thresholds)
@@ -76,8 +76,13 @@ def duplicates(args: argparse.Namespace) -> None:
         print_json(result)
         return
     for group in result["groups"]:
-        out(f"{', '.join(group['kinds'])}: keep {group['keeper']['path']} ({group['reason']})")
+        out(f"{group['tier']} duplicates: keep {group['keeper']['path']} ({group['reason']})")
         for member in group["members"]:
             if not member["keeper"]:
-                out(f"    {member['path']}")
-    out(f"{result['files_in_groups']} files in {len(result['groups'])} groups; pixquery deletes nothing.")
+                out(f"    removable: {member['path']}")
+    for group in result.get("similar", []):
+        out(f"similar, not duplicates ({group['size']} photos, review by eye):")
+        for member in group["members"]:
+            out(f"    {member['path']}")
+    out(f"{result['removable']} removable files in {len(result['groups'])} duplicate groups, "
+        f"{len(result.get('similar', []))} groups of similar photos; pixquery deletes nothing.")

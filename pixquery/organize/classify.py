@@ -12,15 +12,17 @@ How a label is scored for an image (all vectors unit length, so similarity is th
   replace the templates: a label's prompts are its descriptions. For AutoCLIP, labels with fewer descriptions reuse
   theirs in turn so that every label has as many prompts as the longest list.
 
-"None of these" (the calibration): a raw similarity means different things for different models and images, so a
-label is accepted only when it stands out against the same image's similarity to a bank of unrelated everyday
-concepts (the shipped WordNet vocabulary, minus synonyms of a label, with the same single prompt). The
-label's *confidence* is the fraction of that bank it beats for this image; a label counts when its confidence
-reaches `threshold`; an image whose best label does not is "none of these". The default threshold, 1 - 1/sqrt(N)
-for a bank of N concepts, was chosen by measurement (benchmarks/organize.py, docs/organize.md). Scores stored as
-tags are probabilities over the labels: a softmax of the similarities divided by the spread (standard deviation) of
-the image's bank similarities, so the temperature follows each model's similarity scale instead of CLIP's fixed
-logit scale of 100.
+"None of these" (the calibration, against the collection itself): a raw similarity means different things for
+different models, labels and images, so each label's single-prompt similarities over the collection being tagged
+are its own null: most photos do not show most labels, so the median and MAD of a label's scores say how a photo
+*without* it scores. A label's robust z for a photo is (score - median) / (1.4826 MAD), its *confidence* the normal
+probability Phi(z), and it counts when the confidence reaches `threshold` (auto: z >= `AUTO_MIN_Z`); a photo none of
+whose labels counts is "none of these". Nothing but the labels is embedded (earlier versions compared each label
+with a bank of 17,000 vocabulary words, which took minutes to embed). The limit of a collection-based null: a label
+that fits most of the collection (every photo a cat) no longer stands out; docs/organize.md reports the measurement.
+Scores stored as tags are probabilities over the labels: a softmax of the similarities divided by the labels' typical
+spread over the collection, so the temperature follows each model's similarity scale instead of CLIP's fixed logit
+scale of 100.
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ from pixquery.models.base import Encoder, l2_normalize
 from pixquery.organize.templates import SINGLE_TEMPLATE, resolve_templates
 from pixquery.organize.view import IndexView
 from pixquery.progress import ProgressFn, no_progress
-from pixquery.query.textbank import distinguishable, embed_words, load_words
 from pixquery.store.catalog import Tag
 
 LABELS_SOURCE = "labels"
@@ -54,20 +55,15 @@ MAX_DEFAULT_PROMPTS = 20_000
 """Above this many label x template prompts, default templates fall back to the curated 7 (text-encoding time)."""
 Threshold = float | str | None
 DEFAULT_THRESHOLD: Threshold = "auto"
-"""``"auto"``: a label must beat all but sqrt(N) of the N bank concepts, i.e. confidence >= 1 - 1/sqrt(N).
-
-Measured (docs/organize.md): with ConSE's 17k-concept bank the best trade-off was near 0.99 (top ~130), with
-mini's ~70 distinguishable concepts near 0.85 (top ~8); one fixed percentile cannot serve both, sqrt(N) meets both.
+"""``"auto"``: a label's robust z over the collection must reach `AUTO_MIN_Z` (confidence Phi(AUTO_MIN_Z)).
 A number sets the confidence directly; None (or 0) turns "none of these" off."""
+AUTO_MIN_Z = 2.0
+"""The least robust z of an accepted label; chosen by the leave-one-class-out measurement in benchmarks/organize.py
+(docs/organize.md)."""
 AUTOCLIP_ENTROPY = 0.85
 """AutoCLIP's target entropy of the template weights, as a fraction of log(number of templates) (the paper's)."""
 AUTOCLIP_LOGIT_SCALE = 100.0
 """Sharpness of the log-sum-exp over labels that rates a template for an image (CLIP's logit scale)."""
-SYNONYM_CORRELATION = 0.95
-"""Bank concepts whose image similarities correlate this well with a label's are synonyms, not distractors."""
-MIN_PROFILE_IMAGES = 16
-NEAR_LABEL_SIMILARITY = 0.8
-"""Below `MIN_PROFILE_IMAGES` images: bank concepts whose prompt is this similar to a label's are synonyms."""
 _CHUNK_ELEMENTS = 20_000_000  # similarities held at once (float32: 80 MB), bounds memory on big collections
 
 
@@ -204,78 +200,21 @@ class LabelScorer:
 
 # --- calibration ------------------------------------------------------------------------------------------------
 
-class ConceptBank:
-    """Unrelated everyday concepts an image's label scores are measured against ("none of these")."""
+def label_null(label_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(median, spread) of each label's scores over the collection (images x labels): its null, robust to the
+    photos that do show it."""
+    median = np.median(label_scores, axis=0)
+    spread = np.median(np.abs(label_scores - median), axis=0) * 1.4826
+    return median, np.maximum(spread, 1e-6)
 
-    def __init__(
-        self,
-        encoder: Encoder,
-        label_vectors: np.ndarray,
-        label_names: Sequence[str],
-        vocabulary: str | Path | Sequence[str] | None = None,
-        progress: ProgressFn = no_progress,
-    ) -> None:
-        words = load_words(vocabulary, default="concepts")
-        vectors = embed_words(encoder, words, SINGLE_TEMPLATE, progress=progress)
-        keep = distinguishable(vectors)
-        lowered = {n.lower() for n in label_names}
-        keep &= np.array([w.lower() not in lowered for w in words], dtype=bool)
-        self.words = [w for w, k in zip(words, keep, strict=True) if k]
-        self.vectors = vectors[keep]
-        self.label_vectors = label_vectors
 
-    def __len__(self) -> int:
-        return len(self.words)
-
-    def synonyms(self, images: np.ndarray) -> np.ndarray:
-        """Mask of bank concepts that are, to this model, another name of a label ("kitty" for "cat").
-
-        They would make a label look unremarkable against itself. With enough images, a concept is a synonym when
-        its similarities to the images rise and fall with a label's (Pearson correlation over the images of at
-        least `SYNONYM_CORRELATION`): whatever the words, the model treats them as one. Text similarity alone is
-        no guide for every model (mini puts "a photo of a star." and "a photo of a purple." at 0.95), so it is
-        used (at `NEAR_LABEL_SIMILARITY`) only for collections too small to correlate.
-        """
-        if len(self) == 0 or len(self.label_vectors) == 0:
-            return np.zeros(len(self), dtype=bool)
-        if len(images) < MIN_PROFILE_IMAGES:
-            return (self.vectors @ self.label_vectors.T).max(axis=1) >= NEAR_LABEL_SIMILARITY
-        m, c = len(self), len(self.label_vectors)
-        sum_b, sq_b = np.zeros(m), np.zeros(m)
-        sum_l, sq_l = np.zeros(c), np.zeros(c)
-        cross = np.zeros((m, c))
-        step = max(1, _CHUNK_ELEMENTS // m)
-        for start in range(0, len(images), step):  # one pass of running sums: the collection may be large
-            bank = (images[start : start + step] @ self.vectors.T).astype(np.float64)
-            labels = (images[start : start + step] @ self.label_vectors.T).astype(np.float64)
-            sum_b += bank.sum(axis=0)
-            sq_b += (bank**2).sum(axis=0)
-            sum_l += labels.sum(axis=0)
-            sq_l += (labels**2).sum(axis=0)
-            cross += bank.T @ labels
-        n = len(images)
-        std_b = np.sqrt(np.maximum(sq_b / n - (sum_b / n) ** 2, 1e-12))
-        std_l = np.sqrt(np.maximum(sq_l / n - (sum_l / n) ** 2, 1e-12))
-        correlation = (cross / n - np.outer(sum_b / n, sum_l / n)) / np.outer(std_b, std_l)
-        return correlation.max(axis=1) >= SYNONYM_CORRELATION
-
-    def calibrate(self, images: np.ndarray, label_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-        """(confidence, spread, bank size): per image and label the fraction of the bank (synonyms of the labels
-        left out) the label beats; per image the standard deviation of its bank similarities (the unit that turns
-        similarities into softmax logits); and how many concepts the bank held."""
-        n = len(images)
-        vectors = self.vectors[~self.synonyms(images)]
-        if len(vectors) == 0:  # nothing to compare with: every label is as good as its rank among the labels
-            return np.ones_like(label_scores), np.full(n, float(label_scores.std() or 1.0), dtype=np.float32), 0
-        confidence = np.empty_like(label_scores)
-        spread = np.empty(n, dtype=np.float32)
-        step = max(1, _CHUNK_ELEMENTS // len(vectors))
-        for start in range(0, n, step):
-            bank = np.sort(images[start : start + step] @ vectors.T, axis=1)
-            spread[start : start + step] = bank.std(axis=1)
-            for row, (sorted_row, scores) in enumerate(zip(bank, label_scores[start : start + step], strict=True)):
-                confidence[start + row] = np.searchsorted(sorted_row, scores, side="left") / len(vectors)
-        return confidence, np.maximum(spread, 1e-6), len(vectors)
+def normal_cdf(z: np.ndarray) -> np.ndarray:
+    """Phi(z), the standard normal distribution function (numpy has no erf; Abramowitz-Stegun 7.1.26, 1e-7)."""
+    x = np.abs(np.asarray(z, np.float64)) / np.sqrt(2.0)
+    t = 1.0 / (1.0 + 0.3275911 * x)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    erf = 1.0 - poly * np.exp(-x * x)
+    return 0.5 * (1.0 + np.sign(z) * erf)
 
 
 # --- results ----------------------------------------------------------------------------------------------------
@@ -287,7 +226,7 @@ class ImageLabels:
     file_id: int
     path: str
     labels: list[tuple[str, float, float]]
-    """(label, probability over the labels, confidence against the concept bank)."""
+    """(label, probability over the labels, confidence against the collection's null)."""
 
     @property
     def none(self) -> bool:
@@ -341,8 +280,6 @@ class ZeroShotClassifier:
         method: str = "auto",
         templates: str | Path | Sequence[str] | None = None,
         threshold: Threshold = DEFAULT_THRESHOLD,
-        vocabulary: str | Path | Sequence[str] | None = None,
-        progress: ProgressFn = no_progress,
     ) -> None:
         self.labels = labels if isinstance(labels, LabelSet) else parse_labels(labels)
         self.method = DEFAULT_METHOD if method == "auto" else method
@@ -352,34 +289,32 @@ class ZeroShotClassifier:
                 templates = "curated"
         self.templates = resolve_templates(templates)
         self.scorer = LabelScorer(encoder, self.labels, self.method, self.templates)
-        # The bank is compared with single-prompt label vectors: the same prompt on both sides keeps the comparison
-        # fair (averaged ensemble vectors sit systematically closer to images than any one prompt does).
+        # Calibration reads single-prompt label vectors: one plain prompt per label keeps labels comparable (averaged
+        # ensemble vectors sit systematically closer to images than any one prompt does).
         self.single = encode_grid(encoder, [[SINGLE_TEMPLATE.format(n) for n in self.labels.names]])[0]
-        self.bank = None
         self.requested_threshold = threshold
         self.threshold: float | None = None
         """The confidence a label needed in the last `predict` (None when calibration is off)."""
-        if threshold is not None and threshold != 0:
-            self.bank = ConceptBank(encoder, self.single, self.labels.names, vocabulary, progress)
 
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(probabilities, confidence, accepted), each (images, labels); accepted marks labels that clear the
-        threshold (all of them when calibration is off). Sets `threshold` to the value used."""
+        """(probabilities, confidence, accepted), each (images, labels), for the collection `images` (which is also
+        the calibration's null); accepted marks labels that clear the threshold (all of them when calibration is
+        off). Sets `threshold` to the value used."""
         images = np.asarray(images, dtype=np.float32)
         scores = self.scorer.scores(images)
-        if self.bank is None:
-            confidence = np.ones_like(scores)
-            spread = np.full(len(images), float(scores.std() or 1.0), dtype=np.float32)
+        single = images @ self.single.T
+        median, spread = label_null(single) if len(images) else (np.zeros(len(self.single)), np.ones(len(self.single)))
+        calibrated = self.requested_threshold is not None and self.requested_threshold != 0
+        confidence = normal_cdf((single - median) / spread) if calibrated else np.ones_like(scores)
+        if not calibrated:
             self.threshold = None
+        elif self.requested_threshold == "auto":
+            self.threshold = float(normal_cdf(np.asarray(AUTO_MIN_Z)))
         else:
-            confidence, spread, size = self.bank.calibrate(images, images @ self.single.T)
-            if self.requested_threshold == "auto":
-                self.threshold = float(1 - 1 / np.sqrt(size)) if size else 0.0
-            else:
-                self.threshold = float(self.requested_threshold)  # type: ignore[arg-type]
-        probabilities = _softmax(scores / spread[:, None], axis=1)
+            self.threshold = float(self.requested_threshold)  # type: ignore[arg-type]
+        probabilities = _softmax(scores / float(np.median(spread)), axis=1)
         accepted = confidence >= (self.threshold if self.threshold is not None else -np.inf)
-        return probabilities, confidence, accepted
+        return probabilities, confidence.astype(np.float32), accepted
 
 
 def tag_labels(
@@ -390,22 +325,22 @@ def tag_labels(
     top: int = 3,
     store: bool = True,
     threshold: Threshold = DEFAULT_THRESHOLD,
-    vocabulary: str | Path | Sequence[str] | None = None,
     progress: ProgressFn = no_progress,
 ) -> TagReport:
     """Give every indexed image up to `top` of `labels`, each with a calibrated score, or "none of these".
 
     `method`: "single", "ensemble", "autoclip" or "auto" (`DEFAULT_METHOD`). `templates`: a set name ("single",
     "curated", "imagenet80"), a file or a list (default per method, `DEFAULT_TEMPLATES`). `threshold`: the
-    confidence a label needs, "auto" (see `DEFAULT_THRESHOLD`), or None/0 to turn "none of these" off.
-    `vocabulary`: the concept bank (default: the shipped vocabulary). With `store`, the tags replace earlier
+    confidence a label needs, "auto" (see `DEFAULT_THRESHOLD`), or None/0 to turn "none of these" off. Only the
+    labels' prompts are embedded. With `store`, the tags replace earlier
     "labels" tags of these images in the catalog, where search filters see them (`{"tags": "cat"}`).
     """
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}")
-    classifier = ZeroShotClassifier(view.encoder, labels, method, templates, threshold, vocabulary, progress)
+    classifier = ZeroShotClassifier(view.encoder, labels, method, templates, threshold)
     ids = view.ids
     probabilities, confidence, accepted = classifier.predict(view.vectors)
+    progress("score", len(ids), len(ids))
     names = classifier.labels.names
     results = []
     for i, file_id in enumerate(ids.tolist()):

@@ -1,28 +1,36 @@
-"""Find groups of duplicate images and suggest which one to keep. Nothing is ever deleted, moved or changed.
+"""Find duplicate photos a user can act on, and photos that are merely similar. Nothing is ever deleted, moved or
+changed.
 
-Three kinds of evidence link two images:
+Two tiers of duplicates, each decided by evidence that survives the edits people make and refuses different photos:
 
-* ``exact``: the same bytes (the catalog's content hash), e.g. one photo copied into two folders;
-* ``near``: a perceptual hash (DCT pHash, imagehash) of the grey image within `near` bits of 64, and the pHashes of
-  the two colour-opponent channels within `CHROMA_DISTANCE` bits (grey pHash alone cannot see a recoloured object):
-  re-compressed, resized, re-encoded in another format, slightly recoloured copies;
-* ``semantic``: image embeddings (the index's own vectors) with a cosine of at least `semantic`: also crops and small
-  rotations, which move a perceptual hash too far. What cosine a copy keeps differs a lot between models (ConSE puts
-  two different cats at 0.97, a CLIP model far lower), so by default the threshold is *calibrated* on the collection:
-  a sample of its images is cropped, rotated, re-compressed, resized and recoloured, the copies are embedded, and the
-  threshold is the 10th percentile of their similarity to the stored vectors of the originals ("90 % of such copies
-  would be found"), remembered in the catalog's meta table per model. Precision comes first (a user deletes what
-  this reports), so the threshold is raised to the similarity that most images have with their 20th nearest
-  neighbour, which is almost always a different picture: where a model cannot tell a copy from another picture of
-  the same subject (a small model on look-alike synthetic scenes), semantic evidence then finds little rather than
-  chaining a whole collection into one group.
+* ``exact``: the same bytes (the catalog's content hash: a photo copied into two folders) or the same pixels (a
+  lossless conversion, e.g. a JPEG saved again as PNG: same size, same perceptual hash, and the decoded pixels
+  compared one by one);
+* ``near``: the same photo edited (resized, re-encoded, cropped a little, re-toned, converted). *All* of: the
+  perceptual hash (DCT pHash, imagehash) of the grey image within `near` bits of 64; the pHashes of the two
+  colour-opponent channels within `chroma` bits each (grey pHash alone cannot see a recoloured object); the aspect
+  ratios within `aspect` of each other (a small crop moves it by a few percent, a different photo usually by more);
+  and the image embeddings (the index's own vectors) at least `near_cosine` similar, a threshold calibrated per
+  model on edited copies of the collection's own photos (`calibrate_near_cosine`), so two different photos whose
+  coarse brightness layout happens to agree are refused.
 
-Linked images form groups (connected components), and a component that is really a chain of groups held together
-by a few links is split again (average linkage, see `split_chains`). Each group suggests a keeper: the largest image
-(pixels), then the sharpest (variance of the Laplacian of a fixed-size grey copy, relative to the copy's own
-contrast), then the oldest (EXIF date taken, else the file's modification time), then the shortest path, with the
-reason in words. Default thresholds come from measurement (benchmarks/organize.py, docs/organize.md).
-Fingerprints are cached in the index (`fingerprints.json`, keyed by content hash).
+Duplicate groups are the connected components of these links, split again where a component is really a chain of
+groups (`split_chains`). Each suggests a keeper with the reason that decided, in words, and counts its other
+members as *removable* (for the user to review).
+
+A third tier, ``similar``, is reported apart and is never removable: photos whose embeddings are very close (bursts,
+the same scene framed again, another shot of the same subject). Its threshold is calibrated on the collection: the
+similarity that harder edits (crops up to 15 %, small rotations, strong re-compression) keep with their originals,
+raised to the similarity most photos have with their 20th nearest neighbour (almost always another picture), and
+remembered in the catalog's meta table per model. Similar groups are formed between the duplicate groups' keepers
+and the photos in no duplicate group, so they list different photos.
+
+The keeper: the largest image (pixels, within 1 %), then the sharpest (variance of the Laplacian of a window of
+native grey pixels, relative to its own contrast), then the oldest (EXIF date taken, else the file's modification
+time; dates within `SAME_TIME_S` are the same date), then the shortest path; the reason names the rule that decided
+and never claims a difference that is not there. Default thresholds come from measurement
+(benchmarks/duplicates_real.py, benchmarks/organize.py, docs/organize.md). Fingerprints are cached in the index
+(`fingerprints.json`, keyed by content hash).
 """
 
 from __future__ import annotations
@@ -49,27 +57,40 @@ from pixquery.organize.view import IndexView
 from pixquery.progress import ProgressFn, no_progress
 from pixquery.store.catalog import FileRow
 
-KINDS: tuple[str, ...] = ("exact", "near", "semantic")
-DEFAULT_THRESHOLDS: dict[str, float] = {"near": 10}
-"""`near`: most pHash bits (of 64) that may differ (measured, see the docs). `semantic` (least cosine) is calibrated
-per model unless given."""
+KINDS: tuple[str, ...] = ("exact", "near", "similar")
+ALIASES: dict[str, str] = {"semantic": "similar"}
+"""Older names of a kind, still accepted (`--kinds exact,near,semantic`, `thresholds={"semantic": ...}`)."""
+DUPLICATE_KINDS: tuple[str, ...] = ("exact", "near")
+"""The tiers whose groups have removable files."""
+DEFAULT_THRESHOLDS: dict[str, float] = {"near": 10, "chroma": 20, "aspect": 0.08}
+"""`near`: most grey-pHash bits (of 64) that may differ; `chroma`: most bits of each colour pHash; `aspect`: most
+relative difference of the aspect ratios. `near_cosine` (least embedding cosine of a near duplicate) and `similar`
+(least cosine of similar photos) are calibrated per model unless given. All measured: docs/organize.md."""
 CALIBRATION_SAMPLE = 16
 CALIBRATION_QUANTILE = 0.1
+NEAR_COSINE_QUANTILE = 0.02
+NEAR_COSINE_MARGIN = 3.0
+"""The near tier's embedding check is a veto against different photos, not the evidence that finds copies (the
+perceptual hashes are): its threshold is three times further from 1 than the 2nd percentile of the calibration's
+edited copies (ConSE: copies at 0.986 give 0.958; measured half-size copies fell to 0.974, and 99.9 % of pairs of
+different photos are below 0.954)."""
 _META_KEY = "dedup.semantic_threshold"
+_NEAR_META_KEY = "dedup.near_cosine.v2"
 SEMANTIC_NEIGHBOURS = 10
-"""Semantic candidates per image: a group larger than this is found through chains of neighbours."""
+"""Similar candidates per image: a larger group is found through chains of neighbours."""
 SHARPNESS_TIE = 0.75
+SAME_TIME_S = 2.0
+"""Dates closer than this are one date (FAT file systems keep modification times to 2 s)."""
 MAX_SPLIT = 3000
 """Larger linked components are reported as they are (splitting costs the square of their size)."""
 FLOOR_RANK = 20
 FLOOR_QUANTILE = 0.9
-"""The semantic threshold is never below the 90th percentile of the images' similarity to their 20th neighbour."""
+"""The similar threshold is never below the 90th percentile of the images' similarity to their 20th neighbour."""
 _SHARPNESS_CROP = 512  # sharpness looks at native pixels (a downscale would hide compression and blur) in this window
 _DECODE_SIDE = 256  # pHash looks at 32x32 pixels; decoding JPEGs at reduced scale is several times faster
 _CHROMA_SIDE = 64
 _MIN_CHROMA_STD = 2.0  # opponent-channel spread (0-255 scale) below which an image counts as grey
-CHROMA_DISTANCE = 20
-"""Most colour-pHash bits that may differ for a near duplicate (JPEG's chroma subsampling moves a few); measured."""
+CHROMA_DISTANCE = DEFAULT_THRESHOLDS["chroma"]
 
 
 # --- perceptual hashes --------------------------------------------------------------------------------------------
@@ -180,7 +201,7 @@ def fingerprints(
     return out
 
 
-# --- semantic threshold calibration -------------------------------------------------------------------------------
+# --- calibration --------------------------------------------------------------------------------------------------
 
 def _jpeg(img: Image.Image, quality: int) -> Image.Image:
     buffer = io.BytesIO()
@@ -197,7 +218,8 @@ def _crop(img: Image.Image, fraction: float, rng: np.random.Generator) -> Image.
 
 
 def duplicate_like(img: Image.Image, rng: np.random.Generator) -> list[Image.Image]:
-    """Copies of `img` of the kinds people end up with: cropped, rotated, re-compressed, downsized, recoloured."""
+    """Harder copies of `img`, for the similar tier: cropped up to 15 %, rotated, strongly re-compressed, downsized,
+    recoloured."""
     rotated = img.rotate(float(rng.uniform(2, 4)) * float(rng.choice([-1, 1])), resample=Image.Resampling.BICUBIC)
     return [
         _crop(img, float(rng.uniform(0.05, 0.15)), rng),
@@ -209,14 +231,24 @@ def duplicate_like(img: Image.Image, rng: np.random.Generator) -> list[Image.Ima
     ]
 
 
-def calibrate_semantic(
-    view: IndexView, rows: Sequence[FileRow], vectors: np.ndarray,
-    sample: int = CALIBRATION_SAMPLE, quantile: float = CALIBRATION_QUANTILE, seed: int = 0,
-) -> float | None:
-    """The cosine that a `1 - quantile` share of duplicate-like copies of sampled images keep with their originals.
+def edited_like(img: Image.Image, rng: np.random.Generator) -> list[Image.Image]:
+    """Copies of `img` of the near tier's kinds: resized, re-encoded, cropped up to 5 %, re-toned."""
+    return [
+        img.resize((max(1, img.width // 2), max(1, img.height // 2)), Image.Resampling.LANCZOS),
+        _jpeg(img, int(rng.integers(50, 90))),
+        _crop(img, float(rng.uniform(0.02, 0.05)), rng),
+        ImageEnhance.Brightness(img).enhance(float(rng.uniform(0.85, 1.15))),
+        ImageEnhance.Contrast(img).enhance(float(rng.uniform(0.85, 1.15))),
+    ]
 
-    None when no sampled image can be read. Costs `sample` x 5 image embeddings.
-    """
+
+def copy_similarities(
+    view: IndexView, rows: Sequence[FileRow], vectors: np.ndarray,
+    make_copies: Callable[[Image.Image, np.random.Generator], list[Image.Image]],
+    sample: int = CALIBRATION_SAMPLE, seed: int = 0,
+) -> np.ndarray:
+    """Cosines between the embeddings of copies of sampled images and the stored vectors of their originals
+    (empty when no sampled image can be read). Costs `sample` x 5 image embeddings."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(rows))[: max(1, sample)]
     copies, owners = [], []
@@ -225,38 +257,69 @@ def calibrate_semantic(
             img = view.read_image(rows[i], None)
         except PixqueryError:
             continue
-        for copy in duplicate_like(img, rng):
+        for copy in make_copies(img, rng):
             copies.append(copy)
             owners.append(i)
     if not copies:
-        return None
+        return np.zeros(0, np.float32)
     embedded = view.encoder.encode_images(copies)
-    similarity = (embedded * vectors[np.asarray(owners)]).sum(axis=1)
-    return float(np.quantile(similarity, quantile))
+    return (embedded * vectors[np.asarray(owners)]).sum(axis=1)
 
 
-def semantic_threshold(view: IndexView, rows: Sequence[FileRow], vectors: np.ndarray) -> float | None:
-    """The calibrated semantic threshold for this index's model, computed once and kept in the catalog meta."""
-    key = f"{_META_KEY}:{view.model}"
+def calibrate_semantic(view: IndexView, rows: Sequence[FileRow], vectors: np.ndarray,
+                       sample: int = CALIBRATION_SAMPLE, quantile: float = CALIBRATION_QUANTILE,
+                       seed: int = 0) -> float | None:
+    """The cosine that a `1 - quantile` share of harder copies (`duplicate_like`) keep with their originals."""
+    similarity = copy_similarities(view, rows, vectors, duplicate_like, sample, seed)
+    return float(np.quantile(similarity, quantile)) if len(similarity) else None
+
+
+def calibrate_near_cosine(view: IndexView, rows: Sequence[FileRow], vectors: np.ndarray,
+                          sample: int = CALIBRATION_SAMPLE, seed: int = 1) -> float | None:
+    """The near tier's least cosine: `NEAR_COSINE_MARGIN` times further from 1 than the cosine that all but
+    `NEAR_COSINE_QUANTILE` of the near tier's edited copies (`edited_like`) keep."""
+    similarity = copy_similarities(view, rows, vectors, edited_like, sample, seed)
+    if not len(similarity):
+        return None
+    return float(1.0 - NEAR_COSINE_MARGIN * (1.0 - np.quantile(similarity, NEAR_COSINE_QUANTILE)))
+
+
+def _remembered(view: IndexView, key: str, compute: Callable[[], float | None]) -> float | None:
+    """A calibrated value for this index's model, computed once and kept in the catalog meta."""
+    key = f"{key}:{view.model}"
     stored = view.catalog.get_meta(key)
     if stored is not None:
         return float(stored)
-    value = calibrate_semantic(view, rows, vectors)
+    value = compute()
     if value is not None:
         view.catalog.set_meta(key, repr(value))
     return value
+
+
+def semantic_threshold(view: IndexView, rows: Sequence[FileRow], vectors: np.ndarray) -> float | None:
+    """The calibrated similar-tier threshold for this index's model (kept in the catalog meta)."""
+    return _remembered(view, _META_KEY, lambda: calibrate_semantic(view, rows, vectors))
+
+
+def near_cosine_threshold(view: IndexView, rows: Sequence[FileRow], vectors: np.ndarray) -> float | None:
+    """The calibrated embedding check of the near tier for this index's model (kept in the catalog meta)."""
+    return _remembered(view, _NEAR_META_KEY, lambda: calibrate_near_cosine(view, rows, vectors))
 
 
 # --- pairs --------------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Link:
-    """Evidence that rows `a` and `b` (positions, a < b) are duplicates."""
+    """Evidence that rows `a` and `b` (positions, a < b) are duplicates or similar.
+
+    `value`: differing pHash bits for "near", cosine for "similar", 0 for "exact"; `note` says which exact evidence
+    ("same bytes" or "same pixels")."""
 
     a: int
     b: int
     kind: str
     value: float
+    note: str = ""
 
 
 def exact_links(hashes: Sequence[str]) -> list[Link]:
@@ -265,7 +328,7 @@ def exact_links(hashes: Sequence[str]) -> list[Link]:
     links = []
     for i, h in enumerate(hashes):
         if h in first:
-            links.append(Link(first[h], i, "exact", 0.0))
+            links.append(Link(first[h], i, "exact", 0.0, "same bytes"))
         else:
             first[h] = i
     return links
@@ -299,6 +362,73 @@ def near_links(prints: Sequence[Fingerprint | None], max_distance: float,
         for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
             if start + r < c:
                 links.append(Link(int(index[start + r]), int(index[c]), "near", float(distance[r, c])))
+    return links
+
+
+def aspect_ratio(row: FileRow) -> float | None:
+    """Width over height of an indexed image (None when unknown)."""
+    if not row.width or not row.height:
+        return None
+    return row.width / row.height
+
+
+def same_shape(a: FileRow, b: FileRow, tolerance: float) -> bool:
+    """Whether two images' aspect ratios are within `tolerance` (relative) of each other; unknown passes."""
+    ra, rb = aspect_ratio(a), aspect_ratio(b)
+    if ra is None or rb is None:
+        return True
+    return abs(ra - rb) <= tolerance * max(ra, rb)
+
+
+@dataclass
+class NearEvidence:
+    """What decides a near duplicate: perceptual hashes, then shape and embedding checks on each candidate pair."""
+
+    rows: Sequence[FileRow]
+    prints: Sequence[Fingerprint | None]
+    vectors: np.ndarray
+    limits: dict[str, float | None]
+
+    def accepts(self, link: Link) -> bool:
+        """Whether a pHash candidate also passes the aspect and the embedding checks."""
+        a, b = link.a, link.b
+        if not same_shape(self.rows[a], self.rows[b], float(self.limits.get("aspect") or 0.0)):
+            return False
+        least = self.limits.get("near_cosine")
+        return least is None or float(self.vectors[a] @ self.vectors[b]) >= float(least)
+
+    def links(self, members: Sequence[int] | None = None) -> list[Link]:
+        """Near links among `members` (positions; all rows when None), in positions of the full row list."""
+        positions = list(range(len(self.prints))) if members is None else list(members)
+        local = [self.prints[i] for i in positions]
+        candidates = near_links(local, float(self.limits.get("near") or 0),
+                                float(self.limits.get("chroma", CHROMA_DISTANCE) or 0))
+        mapped = [Link(positions[c.a], positions[c.b], "near", c.value) for c in candidates]
+        return [link for link in mapped if self.accepts(link)]
+
+
+def same_pixels(view: IndexView, a: FileRow, b: FileRow) -> bool:
+    """Whether two files decode to exactly the same pixels (False when either cannot be read)."""
+    try:
+        first, second = view.read_image(a, None), view.read_image(b, None)
+    except PixqueryError:
+        return False
+    return first.size == second.size and np.array_equal(np.asarray(first), np.asarray(second))
+
+
+def pixel_links(view: IndexView, rows: Sequence[FileRow], prints: Sequence[Fingerprint | None],
+                hashes: Sequence[str]) -> list[Link]:
+    """Exact links between files of different bytes but the same pixels (a lossless conversion).
+
+    Only pairs that cannot be told apart cheaply are decoded in full: the same size and pHashes within the near
+    defaults (a JPEG's hash comes from a reduced-scale decode, a PNG's from a resize, so they may differ a little)."""
+    links = []
+    for candidate in near_links(prints, DEFAULT_THRESHOLDS["near"], DEFAULT_THRESHOLDS["chroma"]):
+        a, b = rows[candidate.a], rows[candidate.b]
+        if hashes[candidate.a] == hashes[candidate.b] or (a.width, a.height) != (b.width, b.height):
+            continue
+        if same_pixels(view, a, b):
+            links.append(Link(candidate.a, candidate.b, "exact", 0.0, "same pixels"))
     return links
 
 
@@ -338,14 +468,18 @@ class Neighbours:
         return float(np.quantile(last, quantile)) if len(last) else None
 
 
-def semantic_links(neighbours: Neighbours, threshold: float, k: int = SEMANTIC_NEIGHBOURS) -> list[Link]:
-    """Pairs whose embeddings' cosine is at least `threshold`, among each image's `k` nearest neighbours."""
+def semantic_links(neighbours: Neighbours, threshold: float, k: int = SEMANTIC_NEIGHBOURS,
+                   allowed: np.ndarray | None = None) -> list[Link]:
+    """Pairs whose embeddings' cosine is at least `threshold`, among each image's `k` nearest neighbours; with
+    `allowed` (a mask of rows), only pairs of allowed rows."""
     links = {}
     for i, (row, scores) in enumerate(zip(neighbours.rows[:, :k], neighbours.scores[:, :k], strict=True)):
+        if allowed is not None and not allowed[i]:
+            continue
         for j, score in zip(row.tolist(), scores.tolist(), strict=True):
-            if j >= 0 and score >= threshold:
+            if j >= 0 and score >= threshold and (allowed is None or allowed[j]):
                 a, b = min(i, j), max(i, j)
-                links[(a, b)] = Link(a, b, "semantic", float(score))
+                links[(a, b)] = Link(a, b, "similar", float(score))
     return list(links.values())
 
 
@@ -364,23 +498,13 @@ def connected_groups(n: int, links: Iterable[Link]) -> list[list[int]]:
     return sorted((g for g in groups.values() if len(g) > 1), key=lambda g: g[0])
 
 
-def linked_pairs(
-    members: Sequence[int], kinds: Sequence[str], hashes: Sequence[str], prints: Sequence[Fingerprint | None] | None,
-    vectors: np.ndarray, limits: dict[str, float | None],
-) -> np.ndarray:
-    """(m, m) matrix: whether any enabled kind of evidence links members a and b, computed for every pair."""
-    m = len(members)
-    linked = np.zeros((m, m), dtype=bool)
-    if "exact" in kinds:
-        own = np.asarray([hashes[i] for i in members])
-        linked |= own[:, None] == own[None, :]
-    if "near" in kinds and prints is not None:
-        local = [prints[i] for i in members]
-        for link in near_links(local, float(limits.get("near") or 0)):
-            linked[link.a, link.b] = linked[link.b, link.a] = True
-    if "semantic" in kinds and limits.get("semantic") is not None:
-        own_vectors = vectors[np.asarray(members)]
-        linked |= own_vectors @ own_vectors.T >= float(limits["semantic"])  # type: ignore[arg-type]
+def linked_matrix(members: Sequence[int], links: Iterable[Link]) -> np.ndarray:
+    """(m, m) matrix: whether a link joins members a and b (links in positions of the full row list)."""
+    where = {row: i for i, row in enumerate(members)}
+    linked = np.eye(len(members), dtype=bool)
+    for link in links:
+        if link.a in where and link.b in where:
+            linked[where[link.a], where[link.b]] = linked[where[link.b], where[link.a]] = True
     return linked
 
 
@@ -408,13 +532,21 @@ def split_chains(groups: list[list[int]], linked: Callable[[list[int]], np.ndarr
 
 # --- keeper -------------------------------------------------------------------------------------------------------
 
-def _age_key(row: FileRow) -> tuple[float, str]:
-    """Sort key, oldest first: EXIF date taken when present, else the file's modification time."""
-    if row.taken_at:
-        try:
-            return datetime.fromisoformat(row.taken_at).timestamp(), f"taken {row.taken_at}"
-        except ValueError:
-            pass
+def _taken(row: FileRow) -> float | None:
+    """The EXIF date taken as a timestamp (None when absent or unreadable)."""
+    if not row.taken_at:
+        return None
+    try:
+        return datetime.fromisoformat(row.taken_at).timestamp()
+    except ValueError:
+        return None
+
+
+def _age_key(row: FileRow, use_taken: bool = True) -> tuple[float, str]:
+    """Sort key, oldest first: EXIF date taken when present (and `use_taken`), else the file's modification time."""
+    taken = _taken(row) if use_taken else None
+    if taken is not None:
+        return taken, f"taken {row.taken_at}"
     when = row.mtime_ns / 1e9
     return when, f"file dated {datetime.fromtimestamp(when).isoformat(timespec='seconds')}"
 
@@ -425,7 +557,8 @@ def choose_keeper(rows: Sequence[FileRow], measure: Callable[[FileRow], float | 
     `measure` gives a file's sharpness; it decodes the whole image, so it runs only for files whose sizes tie.
     Sizes within 1 % and sharpness within 25 % count as ties, so a re-save that shifts a pixel, JPEG ringing or a
     colour change (each moved the measure by up to ~20 % in the benchmark) does not decide the matter; a visibly
-    blurred copy (about half the measure) does.
+    blurred copy (about half the measure) does. Dates within `SAME_TIME_S` are one date, so "oldest" is said only
+    when the keeper really is older than every other candidate.
     """
     areas = [(r.width or 0) * (r.height or 0) for r in rows]
     candidates = [i for i, area in enumerate(areas) if area >= 0.99 * max(areas)]
@@ -436,15 +569,41 @@ def choose_keeper(rows: Sequence[FileRow], measure: Callable[[FileRow], float | 
     sharpest = [i for i, s in zip(candidates, sharp, strict=True) if s >= SHARPNESS_TIE * best_sharp]
     if len(sharpest) == 1:
         return sharpest[0], "sharpest (same size, most fine detail)"
-    candidates = sharpest
-    ages = {i: _age_key(rows[i]) for i in candidates}
+    return _by_date(rows, sharpest)
+
+
+def _by_date(rows: Sequence[FileRow], candidates: list[int]) -> tuple[int, str]:
+    """Among equally large and sharp files: the one with the earliest date, compared like with like.
+
+    Dates taken (EXIF) are compared when every candidate has one; when only some do, those keep the capture date
+    that edited copies usually lose, and the keeper is chosen among them; otherwise file dates are compared. Dates
+    within `SAME_TIME_S` are one date; a tie goes to the shortest path, and the reason says so.
+    """
+    dated = [i for i in candidates if _taken(rows[i]) is not None]
+    if dated and len(dated) < len(candidates):
+        if len(dated) == 1:
+            return dated[0], f"only one with a date taken ({rows[dated[0]].taken_at}; the others lost theirs)"
+        candidates = dated
+    ages = {i: _age_key(rows[i], use_taken=bool(dated)) for i in candidates}
     oldest = min(candidates, key=lambda i: (ages[i][0], len(rows[i].path), rows[i].path))
-    if sum(1 for i in candidates if ages[i][0] == ages[oldest][0]) == 1:
+    if all(ages[i][0] - ages[oldest][0] >= SAME_TIME_S for i in candidates if i != oldest):
         return oldest, f"oldest ({ages[oldest][1]})"
-    return oldest, "same size, sharpness and age: the shortest path"
+    tied = [i for i in candidates if ages[i][0] - ages[oldest][0] < SAME_TIME_S]
+    shortest = min(tied, key=lambda i: (len(rows[i].path), rows[i].path))
+    return shortest, "same size, sharpness and date: the shortest path"
 
 
 # --- the task -----------------------------------------------------------------------------------------------------
+
+def _normalise(kinds: Sequence[str], thresholds: dict[str, float] | None) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """Kinds and thresholds with old names mapped to the new ones; ValueError names unknown kinds."""
+    kinds = tuple(dict.fromkeys(ALIASES.get(k, k) for k in kinds))
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise ValueError(f"unknown duplicate kinds {unknown}; expected some of: {', '.join(KINDS)}")
+    given = {ALIASES.get(k, k): v for k, v in (thresholds or {}).items()}
+    return kinds, {**DEFAULT_THRESHOLDS, **given}
+
 
 def find_duplicates(
     view: IndexView,
@@ -452,48 +611,44 @@ def find_duplicates(
     thresholds: dict[str, float] | None = None,
     progress: ProgressFn = no_progress,
 ) -> dict[str, Any]:
-    """Groups of duplicate images with a suggested keeper and the evidence, JSON-ready. Never deletes anything.
+    """Duplicate groups with a suggested keeper, and similar groups apart, JSON-ready. Never deletes anything.
 
-    Returns ``{"groups", "files_in_groups", "removable", "thresholds"}``; each group: ``{"group", "kinds", "size",
-    "keeper": {"id", "path"}, "reason", "members": [{"id", "path", "width", "height", "bytes", "keeper"}],
-    "links": [{"a", "b", "kind", "value"}]}`` (`value`: differing pHash bits for "near", cosine for "semantic"),
-    largest groups first; `removable` counts non-keepers, for the user to review.
+    Returns ``{"groups", "similar", "files_in_groups", "removable", "thresholds"}``. Each duplicate group:
+    ``{"group", "tier" ("exact" or "near"), "kinds", "size", "keeper": {"id", "path"}, "reason", "members": [{"id",
+    "path", "width", "height", "bytes", "keeper"}], "links": [{"a", "b", "kind", "value", "note"}]}``, largest first;
+    `removable` counts their non-keepers, for the user to review. Each similar group: ``{"group", "size",
+    "members": [{"id", "path", "width", "height", "bytes"}], "links"}``: photos that look alike, none removable.
+    `thresholds` override the defaults and calibrations: near, chroma, aspect, near_cosine, similar.
     """
-    unknown = [k for k in kinds if k not in KINDS]
-    if unknown:
-        raise ValueError(f"unknown duplicate kinds {unknown}; expected some of: {', '.join(KINDS)}")
-    limits: dict[str, float | None] = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+    kinds, limits = _normalise(kinds, thresholds)
     by_id = view.rows()
     keep = [i for i, file_id in enumerate(view.ids.tolist()) if file_id in by_id]
     ids, vectors = view.ids[keep], view.vectors[keep]
     rows = [by_id[int(i)] for i in ids.tolist()]
+    hashes = [r.content_hash for r in rows]
     links: list[Link] = []
     if "exact" in kinds:
-        links += exact_links([r.content_hash for r in rows])
+        links += exact_links(hashes)
     prints: list[Fingerprint | None] | None = None
-    if "near" in kinds:
+    if "near" in kinds or "exact" in kinds:
         cache = FingerprintCache(view.layout.fingerprints if view.layout else None)
         prints = fingerprints(rows, view.read_image, cache, progress)
-        links += near_links(prints, float(limits["near"] or 0))
-    if "semantic" in kinds and len(rows) > 1:
-        neighbours = Neighbours.search(lambda q, k: view.store.search(q, k), vectors, ids, FLOOR_RANK)
-        if "semantic" not in limits:
-            copies = semantic_threshold(view, rows, vectors)
-            floor = neighbours.floor()
-            limits["semantic_copies"], limits["semantic_floor"] = copies, floor
-            candidates = [t for t in (copies, floor) if t is not None]
-            if candidates:
-                limits["semantic"] = max(candidates)
-        if limits.get("semantic") is not None:
-            links += semantic_links(neighbours, float(limits["semantic"]))
-    hashes = [r.content_hash for r in rows]
-    groups = split_chains(connected_groups(len(rows), links),
-                          lambda members: linked_pairs(members, kinds, hashes, prints, vectors, limits))
-    group_of = {row: number for number, group in enumerate(groups) for row in group}
-    links_of: dict[int, list[Link]] = {}
-    for link in links:  # bucketed once: filtering all links per group would be quadratic
-        if link.a in group_of and group_of[link.a] == group_of.get(link.b):
-            links_of.setdefault(group_of[link.a], []).append(link)
+    if "exact" in kinds and prints is not None:
+        links += pixel_links(view, rows, prints, hashes)
+    evidence = None
+    if "near" in kinds and prints is not None:
+        if "near_cosine" not in limits and len(rows) > 1:
+            limits["near_cosine"] = near_cosine_threshold(view, rows, vectors)
+        evidence = NearEvidence(rows, prints, vectors, limits)
+        links += [k for k in evidence.links() if hashes[k.a] != hashes[k.b]]  # same bytes: exact says it all
+
+    def duplicate_links(members: list[int]) -> np.ndarray:
+        inside = [link for link in links if link.kind == "exact"]
+        if evidence is not None:
+            inside += evidence.links(members)
+        return linked_matrix(members, inside)
+
+    groups = split_chains(connected_groups(len(rows), links), duplicate_links)
 
     def measure(row: FileRow) -> float | None:
         try:
@@ -501,36 +656,92 @@ def find_duplicates(
         except PixqueryError:
             return None
 
-    out = [_group_report([rows[i] for i in group], links_of.get(n, []), rows, measure)
-           for n, group in enumerate(groups)]
-    out.sort(key=lambda g: (-g["size"], g["keeper"]["path"]))
-    for number, group_dict in enumerate(out):
-        group_dict["group"] = number
+    reports, keepers = _duplicate_reports(groups, links, rows, measure)
+    similar: list[dict[str, Any]] = []
+    if "similar" in kinds and len(rows) > 1:
+        similar = _similar_groups(view, rows, ids, vectors, limits, groups, keepers)
     return {
-        "groups": out,
-        "files_in_groups": sum(g["size"] for g in out),
-        "removable": sum(g["size"] - 1 for g in out),
-        "thresholds": {k: v for k, v in limits.items() if k.split("_")[0] in kinds},
+        "groups": reports,
+        "similar": similar,
+        "files_in_groups": sum(g["size"] for g in reports),
+        "removable": sum(g["size"] - 1 for g in reports),
+        "thresholds": {k: v for k, v in limits.items() if _threshold_kind(k) in kinds},
     }
 
 
-def _group_report(
-    group_rows: list[FileRow], group_links: list[Link], rows: Sequence[FileRow],
-    measure: Callable[[FileRow], float | None],
-) -> dict[str, Any]:
-    """One group as JSON: members, suggested keeper and why, and the evidence linking them."""
-    keeper, reason = choose_keeper(group_rows, measure)
+def _threshold_kind(name: str) -> str:
+    return {"chroma": "near", "aspect": "near", "near_cosine": "near"}.get(name, name.split("_")[0])
+
+
+def _duplicate_reports(
+    groups: list[list[int]], links: list[Link], rows: Sequence[FileRow], measure: Callable[[FileRow], float | None],
+) -> tuple[list[dict[str, Any]], set[int]]:
+    """The duplicate groups as JSON, largest first, and the positions of their keepers."""
+    group_of = {row: number for number, group in enumerate(groups) for row in group}
+    links_of: dict[int, list[Link]] = {}
+    for link in links:  # bucketed once: filtering all links per group would be quadratic
+        if link.a in group_of and group_of[link.a] == group_of.get(link.b):
+            links_of.setdefault(group_of[link.a], []).append(link)
+    out, keepers = [], set()
+    for number, group in enumerate(groups):
+        keeper, reason = choose_keeper([rows[i] for i in group], measure)
+        keepers.add(group[keeper])
+        report = _group_report([rows[i] for i in group], links_of.get(number, []), rows)
+        exact_parts = connected_groups(len(rows), [k for k in links_of.get(number, []) if k.kind == "exact"])
+        tier = "exact" if [len(part) for part in exact_parts] == [len(group)] else "near"
+        report.update(tier=tier,
+                      keeper={"id": rows[group[keeper]].id, "path": rows[group[keeper]].path}, reason=reason)
+        for position, member in enumerate(report["members"]):
+            member["keeper"] = position == keeper
+        out.append(report)
+    out.sort(key=lambda g: (-g["size"], g["keeper"]["path"]))
+    for number, group_dict in enumerate(out):
+        group_dict["group"] = number
+    return out, keepers
+
+
+def _similar_groups(
+    view: IndexView, rows: Sequence[FileRow], ids: np.ndarray, vectors: np.ndarray, limits: dict[str, Any],
+    duplicate_groups: list[list[int]], keepers: set[int],
+) -> list[dict[str, Any]]:
+    """Similar groups among the duplicate groups' keepers and the photos in no duplicate group."""
+    neighbours = Neighbours.search(lambda q, k: view.store.search(q, k), vectors, ids, FLOOR_RANK)
+    if "similar" not in limits:
+        copies = semantic_threshold(view, rows, vectors)
+        floor = neighbours.floor()
+        limits["similar_copies"], limits["similar_floor"] = copies, floor
+        candidates = [t for t in (copies, floor) if t is not None]
+        if not candidates:
+            return []
+        limits["similar"] = max(candidates)
+    allowed = np.ones(len(rows), dtype=bool)
+    for group in duplicate_groups:
+        allowed[group] = False
+    allowed[list(keepers)] = True
+    links = semantic_links(neighbours, float(limits["similar"]), allowed=allowed)
+    groups = split_chains(connected_groups(len(rows), links), lambda members: linked_matrix(members, links))
+    out = []
+    for group in groups:
+        inside = set(group)
+        report = _group_report([rows[i] for i in group], [k for k in links if k.a in inside and k.b in inside], rows)
+        report.pop("kinds")
+        out.append(report)
+    out.sort(key=lambda g: (-g["size"], g["members"][0]["path"]))
+    for number, group_dict in enumerate(out):
+        group_dict["group"] = number
+    return out
+
+
+def _group_report(group_rows: list[FileRow], group_links: list[Link], rows: Sequence[FileRow]) -> dict[str, Any]:
+    """One group as JSON: members and the evidence linking them."""
     return {
         "kinds": sorted({link.kind for link in group_links}, key=KINDS.index),
         "size": len(group_rows),
-        "keeper": {"id": group_rows[keeper].id, "path": group_rows[keeper].path},
-        "reason": reason,
-        "members": [
-            {"id": r.id, "path": r.path, "width": r.width, "height": r.height, "bytes": r.size, "keeper": pos == keeper}
-            for pos, r in enumerate(group_rows)
-        ],
+        "members": [{"id": r.id, "path": r.path, "width": r.width, "height": r.height, "bytes": r.size}
+                    for r in group_rows],
         "links": [
-            {"a": rows[link.a].id, "b": rows[link.b].id, "kind": link.kind, "value": round(link.value, 4)}
+            {"a": rows[link.a].id, "b": rows[link.b].id, "kind": link.kind, "value": round(link.value, 4),
+             **({"note": link.note} if link.note else {})}
             for link in group_links
         ],
     }

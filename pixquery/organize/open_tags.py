@@ -1,8 +1,9 @@
 """Vocabulary-free tagging in the manner of CaSED (Conti et al., NeurIPS 2023): tags with no label list.
 
 CaSED retrieves captions near an image, takes their nouns as candidate names and scores each candidate by both the
-image and the retrieved text. Here the candidate source is a large concept vocabulary (the shipped ~17k WordNet nouns,
-or the user's list), embedded once per model and cached on disk, and the retrieval context is the collection itself:
+image and the retrieved text. Here the candidate source is a vocabulary (by default the shipped curated list of ~2,800
+common, concrete words people recognise, `pixquery/data/vocabulary/common.txt`; or "concepts", 17k WordNet nouns; or
+the user's list), embedded once per model and cached on disk, and the retrieval context is the collection itself:
 
 1. candidates: the `candidates` concepts nearest the image;
 2. scores: a mix of two softmax distributions over those candidates, one from the image's similarity and one from the
@@ -61,8 +62,8 @@ class Vocabulary:
         template: str = SINGLE_TEMPLATE,
         progress: ProgressFn = no_progress,
     ) -> Vocabulary:
-        """Embed (or read from the cache) `vocabulary` (default: the shipped concepts) with `encoder`."""
-        words = load_words(vocabulary, default="concepts")
+        """Embed (or read from the cache) `vocabulary` (default: the shipped common words) with `encoder`."""
+        words = load_words(vocabulary, default="common")
         vectors = embed_words(encoder, words, template, progress=progress)
         keep = distinguishable(vectors)
         return cls([w for w, k in zip(words, keep, strict=True) if k], vectors[keep])
@@ -192,9 +193,10 @@ def tag_open(
     context: float = DEFAULT_CONTEXT,
     progress: ProgressFn = no_progress,
 ) -> OpenTagReport:
-    """Tag every indexed image with its `top` concepts from `vocabulary` (default: the shipped ~17k nouns).
+    """Tag every indexed image with its `top` concepts from `vocabulary` (default: the shipped common words; a file,
+    a list, or a shipped list by name such as "concepts").
 
-    The vocabulary's vectors are cached per model (first run: minutes on a CPU for the full list). With `store`, the
+    The vocabulary's vectors are cached per model (first run: seconds to a minute on a CPU). With `store`, the
     tags replace earlier "open" tags of these images in the catalog.
     """
     if top < 1:

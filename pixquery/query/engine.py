@@ -30,13 +30,21 @@ from pixquery.query import negatives as neg
 from pixquery.query import rerank as rr
 from pixquery.query.collection import calibration_sample, store_cached
 from pixquery.query.compose import ComposeInput, Composition, compose
-from pixquery.query.cutoff import CutoffRule, match_mask, parse_cutoff
+from pixquery.query.cutoff import (
+    NULL_TEMPLATE,
+    NULL_WORDS,
+    CutoffRule,
+    WordNull,
+    match_mask,
+    null_min_z,
+    parse_cutoff,
+)
 from pixquery.query.filters import compile_filters
 from pixquery.query.inversion import DEFAULT_TEMPLATE
 from pixquery.query.longtext import encode_texts
 from pixquery.query.rewrite import Captioner, Reference, Rewriter
 from pixquery.query.spec import QuerySpec, WeightedImage, WeightedText
-from pixquery.query.textbank import embed_texts, embed_words, load_words
+from pixquery.query.textbank import distinguishable, embed_texts, embed_words, encoder_identity, load_words
 from pixquery.store.base import VectorStore
 from pixquery.store.catalog import Catalog, FileRow
 
@@ -360,11 +368,29 @@ def _cutoff_mask(
 ) -> np.ndarray:
     _, sample = calibration_sample(ctx.store)
     sample_scores = sample @ q
+    if rule.needs_null:
+        best_z = word_null(ctx).best_z(ctx.store.get(ids), query=q)
+        return match_mask(rule, scores, sample_scores, item_best_z=best_z, min_z=null_min_z(ctx.store.count()))
     if not rule.needs_bank:
         return match_mask(rule, scores, sample_scores)
     stats = bank_stats(ctx, images_only=not spec.texts, options=spec.rerank.options)
     rows = stats.rows(ids)
     return match_mask(rule, scores, sample_scores, stats.mean[rows], stats.std[rows])
+
+
+def word_null(ctx: SearchContext) -> WordNull:
+    """The null cut-off's bank: the shipped common words (embedded once per model, cached on disk) with their score
+    statistics over the collection sample (cached per store content). Words the model cannot tell apart are left
+    out (a closed-vocabulary model gives all unknown words one vector)."""
+
+    def build() -> WordNull:
+        words = load_words(NULL_WORDS)
+        vectors = embed_words(ctx.encoder, words, NULL_TEMPLATE)
+        keep = distinguishable(vectors)
+        _, sample = calibration_sample(ctx.store)
+        return WordNull.build(vectors[keep], sample, embed_words(ctx.encoder, words, "{}")[keep])
+
+    return store_cached(ctx.store, ("null", encoder_identity(ctx.encoder)), build)
 
 
 def sort_by_date(hits: list[Hit]) -> list[Hit]:

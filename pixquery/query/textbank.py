@@ -31,10 +31,13 @@ from pixquery.progress import ProgressFn, no_progress
 
 VOCABULARY_DIR = Path(__file__).resolve().parents[1] / "data" / "vocabulary"
 WORD_LISTS = {
+    "common": VOCABULARY_DIR / "common.txt",
     "concepts": VOCABULARY_DIR / "concepts.txt",
     "inversion": VOCABULARY_DIR / "inversion_words.txt",
 }
-"""Shipped word lists: `concepts` names clusters and open tags, `inversion` describes images for composed queries."""
+"""Shipped word lists: `common` (a few thousand common, concrete words) names clusters and open tags and makes the
+null of the relevance cut-off; `concepts` (17k WordNet nouns) is the broad list a user may ask for by name;
+`inversion` describes images for composed queries."""
 BATCH = 256
 _PROBE_TEXT = "a photo of a red apple on a wooden table"
 
@@ -52,10 +55,13 @@ def read_words(path: str | Path) -> list[str]:
     return list(dict.fromkeys(w for w in (line.split("#", 1)[0].strip() for line in lines) if w))
 
 
-def load_words(source: str | Path | Sequence[str] | None = None, default: str = "concepts") -> list[str]:
-    """A word list: the given words, a file, or (None) the shipped list named `default` (a key of `WORD_LISTS`)."""
+def load_words(source: str | Path | Sequence[str] | None = None, default: str = "common") -> list[str]:
+    """A word list: the given words, a file, a shipped list by name (a key of `WORD_LISTS`), or (None) the shipped
+    list named `default`."""
     if source is None:
         words = read_words(WORD_LISTS[default])
+    elif isinstance(source, str | Path) and str(source) in WORD_LISTS and not Path(source).exists():
+        words = read_words(WORD_LISTS[str(source)])
     elif isinstance(source, str | Path):
         words = read_words(source)
     else:
