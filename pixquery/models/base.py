@@ -52,6 +52,9 @@ class Encoder(Protocol):
     """The precision the towers run at: one of `PRECISIONS`."""
     meaningless: bool
     """True for random weights: results are meaningless and the faces say so."""
+    image_lanes: int
+    """How many `encode_preprocessed` calls the indexer runs at once: 1 where one call already uses every core,
+    more where several calls side by side, each on fewer threads, keep the cores busier (ONNX Runtime on CPU)."""
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         """One RGB PIL image to the (3, S, S) float32 array the image tower takes (thread-safe)."""
@@ -83,6 +86,7 @@ class EncoderBase:
     context_length: int = 77
     precision: str = "fp32"
     meaningless: bool = False
+    image_lanes: int = 1
 
     @property
     def decode_size(self) -> int:
