@@ -12,12 +12,13 @@ behind it. Measured in one run, alternating (`--rounds`), on the same photos and
 - the CPU the rest costs: hash + decode + preprocess, ms per image on one thread, and the bound it sets on 2
   cores when decoding and the model share them: cores / (model core-ms + rest core-ms) per image.
 
-The photos should be camera-size JPEGs (`benchmarks/camera_photos.py` makes them from real photos); the model an
+The photos are the camera-size JPEGs vs_rclip.py indexes (made once from real photos by its `ensure_photo_set`,
+in the same cache, so both benchmarks read the very same files), or any folder given with --photos; the model an
 ONNX export (a `random:ARCH` spec is exported once into the cache, needs torch); the precision what a new index
 takes by default (`auto`: int8 where the parity gate passes).
 
-    python benchmarks/camera_photos.py /work/bench-photos/imagenet-sample /tmp/camera --n 400
-    python benchmarks/index_throughput.py --photos /tmp/camera [--n 200] [--model random:ViT-B-32] [--rounds 2]
+    python benchmarks/index_throughput.py [--index-n 200] [--model random:ViT-B-32] [--rounds 2]
+    python benchmarks/index_throughput.py --photos DIR --model onnx:DIR
 
 The last line is one JSON object.
 """
@@ -40,6 +41,9 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from vs_rclip import DEFAULT_SOURCE, PhotoSpec, ensure_photo_set  # noqa: E402
 
 from pixquery import Library  # noqa: E402
 from pixquery.media.decode import open_image_with_metadata  # noqa: E402
@@ -64,7 +68,7 @@ def onnx_model(spec: str) -> str:
 def photo_sample(folder: Path, n: int) -> list[Path]:
     paths = sorted(p for p in folder.iterdir() if p.is_file())[:n]
     if len(paths) < n:
-        raise SystemExit(f"{folder} holds {len(paths)} files; --n {n} asked for more")
+        raise SystemExit(f"{folder} holds {len(paths)} files; --index-n {n} asked for more")
     return paths
 
 
@@ -122,8 +126,12 @@ def pipeline_images_per_s(encoder: Any, photos: Path, work: Path, batch_size: in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--photos", type=Path, required=True, help="a folder of camera-size JPEGs")
-    parser.add_argument("--n", type=int, default=200, help="photos to index (the first n by name)")
+    parser.add_argument("--photos", type=Path, default=None, help="a folder of JPEGs (default: vs_rclip's set)")
+    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="real photos vs_rclip's set is made of")
+    parser.add_argument("--n", type=int, default=400, help="photos in vs_rclip's set (made once)")
+    parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "pixquery-bench" / "vs_rclip",
+                        help="vs_rclip's cache, where its photo set lives")
+    parser.add_argument("--index-n", type=int, default=200, help="photos to index (the first ones by name)")
     parser.add_argument("--model", default="random:ViT-B-32")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -133,7 +141,9 @@ def main() -> None:
     args = parser.parse_args()
 
     model = onnx_model(args.model)
-    paths = photo_sample(args.photos, args.n)
+    if args.photos is None:
+        args.photos, _ = ensure_photo_set(args.work.expanduser().resolve(), args.source, args.n, PhotoSpec())
+    paths = photo_sample(args.photos, args.index_n)
     work = Path(tempfile.mkdtemp(prefix="pixquery-throughput-"))
     try:
         subset = work / "photos"
@@ -149,7 +159,7 @@ def main() -> None:
         for enc, n in ((encoder, lanes), (single, 1)):
             forward_images_per_s(enc, batches[:n], n)  # warm-up: opens the sessions
         rest_ms = rest_ms_per_image(encoder, paths[:40])
-        print(f"{args.n} photos from {args.photos}, model {model} at {precision}, {lanes} lanes, "
+        print(f"{args.index_n} photos from {args.photos}, model {model} at {precision}, {lanes} lanes, "
               f"load {os.getloadavg()[0]:.1f}")
         rounds = []
         for round_ in range(args.rounds):
@@ -171,7 +181,7 @@ def main() -> None:
             "model": model,
             "precision": precision,
             "photos": str(args.photos),
-            "n": args.n,
+            "n": args.index_n,
             "batch_size": args.batch_size,
             "lanes": lanes,
             "pipeline_images_per_s": round(best["pipeline"], 2),

@@ -409,9 +409,8 @@ def pixquery_vectors(index: Path) -> dict[str, Any]:
     from pixquery import Library
 
     with Library.open(index) as library:
-        ids, vectors = library.vectors()
-        assert library.catalog is not None
-        rows = library.catalog.get_many(ids.tolist())
+        ids, vectors = library.store.all_vectors()
+        rows = library.items(ids.tolist())
         return {str(Path(rows[int(i)].path).resolve()): vectors[k] for k, i in enumerate(ids)}
 
 
@@ -548,7 +547,7 @@ def summarise(rclip_runs: list[IndexRun], pixquery_runs: list[IndexRun], queries
 
 def print_table(summary: dict[str, Any], pixquery_args: list[str]) -> None:
     """The figures for a human reader."""
-    precision = " ".join(pixquery_args) or "(defaults: fp32)"
+    precision = " ".join(pixquery_args) or "(defaults: a new index's precision, int8 where the gate passes)"
     rows = [
         ("images/s, whole command (median)", summary["pixquery_images_per_s"], summary["rclip_images_per_s"]),
         ("images/s, embedding pass only (pixquery's report)", summary["pixquery_embed_pass_images_per_s"], "-"),
