@@ -3,9 +3,9 @@
 The model forward is the floor of indexing time on a CPU; hashing, decoding, resizing and storage should hide
 behind it. Measured in one run, alternating (`--rounds`), on the same photos and the same encoder:
 
-- forward: images/s of `encode_preprocessed` alone on already preprocessed batches, run the way the indexer
-  runs it (`image_lanes` calls side by side, each on its own session), and, for reference, one session on every
-  core at a time;
+- forward: images/s of the model alone on already preprocessed batches, run the way the indexer runs it (the
+  encoder's `image_lanes` side by side, each on its own session), and, for reference, `encode_preprocessed` (one
+  session on every core) one batch at a time;
 - pipeline: images/s of `Library.index` on the folder into a new index (discover, hash, decode, preprocess,
   embed, store, catalog; crash-safe commits per batch);
 - efficiency = pipeline / forward (the issue's goal: >= 0.9);
@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,20 +77,20 @@ def preprocessed(encoder: Any, paths: list[Path]) -> np.ndarray:
     return np.stack([encoder.preprocess(open_image_with_metadata(p, None, encoder.decode_size)[0]) for p in paths])
 
 
-def forward_images_per_s(encoder: Any, batches: list[np.ndarray], lanes: int) -> float:
-    """Images/s of `encode_preprocessed` over `batches`, `lanes` calls at a time (as the indexer calls it)."""
+def forward_images_per_s(lanes: list[Callable[[np.ndarray], np.ndarray]], batches: list[np.ndarray]) -> float:
+    """Images/s of the encoder's `image_lanes` over `batches`, all lanes side by side (as the indexer runs them)."""
     work = list(batches)
     lock = threading.Lock()
 
-    def lane() -> None:
+    def run(lane: Callable[[np.ndarray], np.ndarray]) -> None:
         while True:
             with lock:
                 if not work:
                     return
                 batch = work.pop()
-            encoder.encode_preprocessed(batch)
+            lane(batch)
 
-    threads = [threading.Thread(target=lane) for _ in range(lanes)]
+    threads = [threading.Thread(target=run, args=(lane,)) for lane in lanes]
     start = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -152,19 +153,20 @@ def main() -> None:
             os.symlink(path.resolve(), subset / path.name)
         encoder = load_encoder(model, precision=args.precision)
         precision = encoder.precision
-        single = load_encoder(model, precision=precision, lanes=1)  # one session on every core
-        lanes = encoder.image_lanes
+        lane_functions = encoder.image_lanes()
+        single = [encoder.encode_preprocessed]  # one session on every core
+        lanes = len(lane_functions)
         data = preprocessed(encoder, paths[: args.forward_images])
         batches = [data[i : i + args.batch_size] for i in range(0, len(data), args.batch_size)]
-        for enc, n in ((encoder, lanes), (single, 1)):
-            forward_images_per_s(enc, batches[:n], n)  # warm-up: opens the sessions
+        for functions in (lane_functions, single):
+            forward_images_per_s(functions, batches[: len(functions)])  # warm-up: opens the sessions
         rest_ms = rest_ms_per_image(encoder, paths[:40])
         print(f"{args.index_n} photos from {args.photos}, model {model} at {precision}, {lanes} lanes, "
               f"load {os.getloadavg()[0]:.1f}")
         rounds = []
         for round_ in range(args.rounds):
-            forward = forward_images_per_s(encoder, batches, lanes)
-            forward_single = forward_images_per_s(single, batches, 1)
+            forward = forward_images_per_s(lane_functions, batches)
+            forward_single = forward_images_per_s(single, batches)
             pipeline, embed_phase = pipeline_images_per_s(encoder, subset, work, args.batch_size, args.workers)
             figures = {"forward": forward, "forward_single_session": forward_single, "pipeline": pipeline,
                        "embed_phase": embed_phase, "efficiency": pipeline / forward,

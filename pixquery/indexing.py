@@ -9,6 +9,7 @@ its row's current content, and `reconcile` can repair the rest on the next open 
 from __future__ import annotations
 
 import os
+import queue
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -236,13 +237,25 @@ class Indexer:
 
         start = time.perf_counter()
         total = len(pending)
-        lanes = max(1, int(encoder.image_lanes))
+        lane_functions = encoder.image_lanes()
+        lanes = len(lane_functions)
         # Three stages overlap: decoding threads run ahead of the model (a bounded window keeps memory flat),
-        # `lanes` batches are in the model at once (each on its own session), and this thread assembles the next
-        # batch, then commits finished batches in order (store flush, then catalog commit: crash-safe).
+        # `lanes` batches are in the model at once (each lane a session of its own), and this thread assembles the
+        # next batch, then commits finished batches in order (store flush, then catalog commit: crash-safe).
         window = self.batch_size * (lanes + 2)
         decode_pool = ThreadPoolExecutor(self.workers, thread_name_prefix="pixquery-decode")
         model_pool = ThreadPoolExecutor(lanes, thread_name_prefix="pixquery-model")
+        idle_lanes: queue.SimpleQueue[Callable[[np.ndarray], np.ndarray]] = queue.SimpleQueue()
+        for lane in lane_functions:
+            idle_lanes.put(lane)
+
+        def embed(batch: np.ndarray) -> np.ndarray:
+            lane = idle_lanes.get()  # free: at most `lanes` batches are submitted at once
+            try:
+                return lane(batch)
+            finally:
+                idle_lanes.put(lane)
+
         decoding: deque[Future] = deque()
         in_model: deque[tuple[list[tuple], Future | None]] = deque()
         ids_iter = iter(pending)
@@ -267,7 +280,7 @@ class Indexer:
                     batch.append(decoding.popleft().result())
                     decode_ahead()
                 good = [data for _, data, _, err in batch if err is None]
-                vectors = model_pool.submit(encoder.encode_preprocessed, np.stack(good)) if good else None
+                vectors = model_pool.submit(embed, np.stack(good)) if good else None
                 in_model.append((batch, vectors))
                 while len(in_model) > lanes or (in_model and in_model[0][1] is None):
                     commit_oldest()

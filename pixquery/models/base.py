@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -52,9 +52,6 @@ class Encoder(Protocol):
     """The precision the towers run at: one of `PRECISIONS`."""
     meaningless: bool
     """True for random weights: results are meaningless and the faces say so."""
-    image_lanes: int
-    """How many `encode_preprocessed` calls the indexer runs at once: 1 where one call already uses every core,
-    more where several calls side by side, each on fewer threads, keep the cores busier (ONNX Runtime on CPU)."""
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         """One RGB PIL image to the (3, S, S) float32 array the image tower takes (thread-safe)."""
@@ -66,6 +63,12 @@ class Encoder(Protocol):
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Embed RGB PIL images; returns an (n, dim) float32 array of unit rows."""
+        ...
+
+    def image_lanes(self) -> list[Callable[[np.ndarray], np.ndarray]]:
+        """Functions like `encode_preprocessed` for the indexer to run side by side, one batch each at a time:
+        one (that method itself) where one call already uses every core, several where calls side by side, each
+        on fewer threads, keep the cores busier than one call on all of them (ONNX Runtime on a CPU)."""
         ...
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -86,7 +89,6 @@ class EncoderBase:
     context_length: int = 77
     precision: str = "fp32"
     meaningless: bool = False
-    image_lanes: int = 1
 
     @property
     def decode_size(self) -> int:
@@ -102,6 +104,9 @@ class EncoderBase:
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
         return self.encode_preprocessed(np.stack([self.preprocess(image) for image in images]))
+
+    def image_lanes(self) -> list[Callable[[np.ndarray], np.ndarray]]:
+        return [self.encode_preprocessed]
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement encode_texts")

@@ -21,11 +21,11 @@ This module never imports torch, transformers or open_clip, directly or indirect
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -200,7 +200,8 @@ class OnnxEncoder(EncoderBase):
         where the int8 variants and the gate's record live (default: `precision/` in the model directory, or
         the user cache when that is read-only). `fast_load`: open the text tower from a cached fast-loading
         copy (`precision.load_ready`; costs one copy of its weights on disk). `lanes`: image-tower sessions the
-        indexer runs side by side (default `default_lanes`); a query image uses the first.
+        indexer runs side by side (`image_lanes`; default `default_lanes`); every other caller of the image tower
+        gets one session on every core (or `threads`).
         """
         if precision not in (*PRECISIONS, "auto"):
             raise ModelError(f"unknown precision {precision!r}; use fp32, int8 or auto")
@@ -212,7 +213,7 @@ class OnnxEncoder(EncoderBase):
         self._precision: str | None = None
         self.variant_root = Path(variant_dir) if variant_dir else variant_root(self.model_dir)
         self.fast_load = fast_load
-        self.image_lanes = max(1, int(lanes)) if lanes else default_lanes(threads)
+        self.lanes = max(1, int(lanes)) if lanes else default_lanes(threads)
         missing = [rel for rel in LAYOUT_FILES if not (self.model_dir / rel).is_file()]
         if missing:
             raise ModelError(
@@ -229,9 +230,8 @@ class OnnxEncoder(EncoderBase):
         # Towers load on first use: a query needs only the text tower, an indexer mostly the image one.
         self._lock = threading.Lock()
         self._precision_lock = threading.Lock()
-        self._visual: OnnxTower | None = None  # the image tower's first session
-        self._lanes: list[OnnxTower] = []  # every image-tower session, one per lane, made when none is idle
-        self._free_lanes: queue.SimpleQueue[OnnxTower] = queue.SimpleQueue()
+        self._visual: OnnxTower | None = None
+        self._lanes: list[OnnxTower] = []  # the indexer's image-tower sessions, made by `image_lanes`
         self._textual: OnnxTower | None = None
         self._tokenizer: TextTokenizer | None = None
         self._family: Family | None = None
@@ -274,28 +274,27 @@ class OnnxEncoder(EncoderBase):
     # -- towers ---------------------------------------------------------------------------------------------
 
     def _visual_tower(self) -> OnnxTower:
-        """The image tower's first session (made now if need be)."""
-        tower = self._borrow_visual()
-        self._free_lanes.put(tower)
+        """The image tower's session on every core (or `threads`)."""
+        with self._lock:
+            if self._visual is None:
+                self._visual = self._open_visual(self.threads)
+            return self._visual
+
+    def _open_visual(self, threads: int | None) -> OnnxTower:
+        tower = OnnxTower(self._tower_file("visual"), threads, self.providers)
+        self._check_image_input(tower)
         return tower
 
-    def _borrow_visual(self) -> OnnxTower:
-        """An image-tower session for this caller alone: an idle one, a new one while fewer than `image_lanes`
-        exist (each on cores // lanes threads, or `threads`), else the next to come back. Give it back with
-        `self._free_lanes.put`."""
-        try:
-            return self._free_lanes.get_nowait()
-        except queue.Empty:
-            pass
+    def image_lanes(self) -> list[Callable[[np.ndarray], np.ndarray]]:
+        """`lanes` functions like `encode_preprocessed`, each on its own image-tower session on cores // lanes
+        threads, for the indexer to run side by side (just `encode_preprocessed` when lanes is 1)."""
+        if self.lanes == 1:
+            return [self.encode_preprocessed]
         with self._lock:
-            if len(self._lanes) < self.image_lanes:
-                threads = self.threads or max(1, (os.cpu_count() or 1) // self.image_lanes)
-                tower = OnnxTower(self._tower_file("visual"), threads, self.providers)
-                self._check_image_input(tower)
-                self._lanes.append(tower)
-                self._visual = self._visual or tower
-                return tower
-        return self._free_lanes.get()
+            threads = max(1, (os.cpu_count() or 1) // self.lanes)
+            while len(self._lanes) < self.lanes:
+                self._lanes.append(self._open_visual(threads))
+        return [functools.partial(self._encode_on, tower) for tower in self._lanes]
 
     def _check_image_input(self, tower: OnnxTower) -> None:
         image_input = tower.input_names[0]
@@ -351,16 +350,17 @@ class OnnxEncoder(EncoderBase):
 
     def encode_preprocessed(self, batch: np.ndarray) -> np.ndarray:
         """(n, 3, S, S) preprocessed images to (n, dim) unit float32 rows."""
+        return self._encode_on(None, batch)
+
+    def _encode_on(self, tower: OnnxTower | None, batch: np.ndarray) -> np.ndarray:
+        """`encode_preprocessed` on `tower` (None: the session on every core)."""
         batch = np.asarray(batch, dtype=np.float32)
         if batch.ndim != 4 or batch.shape[1:] != (3, self.image_size, self.image_size):
             raise ValueError(f"expected (n, 3, {self.image_size}, {self.image_size}), got {batch.shape}")
         if len(batch) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        tower = self._borrow_visual()  # a lane of its own: calls from the indexer's lanes run side by side
-        try:
-            return self._checked(tower.run({tower.input_names[0]: batch}), tower)
-        finally:
-            self._free_lanes.put(tower)
+        tower = tower or self._visual_tower()
+        return self._checked(tower.run({tower.input_names[0]: batch}), tower)
 
     # -- texts ----------------------------------------------------------------------------------------------
 
