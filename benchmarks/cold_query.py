@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -98,13 +99,18 @@ def child_env(env: dict[str, str] | None = None) -> dict[str, str]:
     return out
 
 
-def run_once(argv: Sequence[str], env: dict[str, str]) -> float:
-    """Wall ms of `argv` as a new process (raises with its stderr if it fails)."""
+def run_once(argv: Sequence[str], env: dict[str, str], cpu: list[float] | None = None) -> float:
+    """Wall ms of `argv` as a new process (raises with its stderr if it fails); appends its CPU ms (user +
+    system, all its threads) to `cpu` when given: a figure that other work on the machine inflates far less."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(list(argv), capture_output=True, text=True, env=env)
     elapsed = (time.perf_counter() - start) * 1e3
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed: {proc.stderr[-2000:]}")
+    if cpu is not None:
+        cpu.append((after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1e3)
     return elapsed
 
 
@@ -120,9 +126,10 @@ def time_command(argv: Sequence[str], repeats: int, env: dict[str, str] | None =
     return times
 
 
-def time_alternating(commands: dict[str, Sequence[str]], repeats: int,
-                     env: dict[str, str] | None = None) -> dict[str, list[float]]:
-    """Like `time_command` for several commands, run in turn each round, so a busy moment hits all alike."""
+def time_alternating(commands: dict[str, Sequence[str]], repeats: int, env: dict[str, str] | None = None,
+                     cpu: dict[str, list[float]] | None = None) -> dict[str, list[float]]:
+    """Like `time_command` for several commands, run in turn each round, so a busy moment hits all alike; each
+    command's CPU ms go into `cpu` when given."""
     full_env = child_env(env)
     for argv in commands.values():
         run_once(argv, full_env)
@@ -130,7 +137,7 @@ def time_alternating(commands: dict[str, Sequence[str]], repeats: int,
     for _ in range(repeats):
         for name, argv in commands.items():
             time.sleep(0.2)
-            times[name].append(run_once(argv, full_env))
+            times[name].append(run_once(argv, full_env, None if cpu is None else cpu.setdefault(name, [])))
     return times
 
 
@@ -216,9 +223,11 @@ def measure(model: str, precision: str | None, n: int, repeats: int) -> dict:
         python = sys.executable
         commands = {name: [python, "-c", code] for name, code in FLOORS.items()}
         commands["cold_query_ms"] = search_argv(python, index)
-        times = time_alternating(commands, repeats, {"PIXQUERY_NO_SERVER": "1"})
+        cpu: dict[str, list[float]] = {}
+        times = time_alternating(commands, repeats, {"PIXQUERY_NO_SERVER": "1"}, cpu)
         stages = breakdown(python, index)
     figures: dict = {name: round(statistics.median(ts), 1) for name, ts in times.items()}
+    figures["cpu_ms"] = {name: round(statistics.median(ts), 1) for name, ts in cpu.items()}
     figures["cold_query_best_ms"] = round(min(times["cold_query_ms"]), 1)
     figures["pixquery_over_floor_ms"] = round(figures["cold_query_ms"] - figures["python_numpy_onnxruntime_ms"], 1)
     figures.update(model=model, precision=encoder.precision, n=n, repeats=repeats, stages=dict(stages),
@@ -254,6 +263,7 @@ def main() -> None:
           f"{figures['python_ms']} ms, + numpy {figures['python_numpy_ms']} ms, + onnxruntime "
           f"{figures['python_numpy_onnxruntime_ms']} ms; pixquery's own share {figures['pixquery_over_floor_ms']} ms"
           f"  (load {figures['load_average'][0]})")
+    print(f"CPU ms (user + system, all threads): {figures['cpu_ms']}")
     print(json.dumps(figures))
 
 

@@ -219,17 +219,29 @@ def load(port: int, clients: int, seconds: float) -> tuple[list[float], int, flo
     return [x for per in latencies for x in per], sum(errors), wall
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (Linux /proc), threads included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def serve_round(directory: Path, batch: bool, clients: int, seconds: float, log: Path) -> dict:
-    """One server start, a warm-up, and `seconds` of load: qps, percentiles, errors, the batcher's figures."""
+    """One server start, a warm-up, and `seconds` of load: qps, percentiles, errors, the batcher's figures, and
+    the server's CPU time per request (what a request costs, whatever else the machine is doing)."""
     port = free_port()
     server = start_server(directory, port, batch, log)
     try:
         load(port, 2, 2.0)  # warm-up: connections, first requests, page cache of the vectors
+        cpu_before, client_before = cpu_seconds(server.pid), time.process_time()
         latencies, errors, wall = load(port, clients, seconds)
+        cpu = cpu_seconds(server.pid) - cpu_before
+        client_cpu = time.process_time() - client_before
     finally:
         batcher = stop_server(server, log)
+    served = max(1, len(latencies) + errors)
     figures = {"qps": round(len(latencies) / wall, 2), **percentiles(latencies), "requests": len(latencies),
-               "errors": errors}
+               "errors": errors, "server_cpu_ms_per_request": round(cpu * 1e3 / served, 2),
+               "client_cpu_ms_per_request": round(client_cpu * 1e3 / served, 2)}
     if batcher.get("batches"):
         figures["mean_batch"] = round(batcher["queries"] / batcher["batches"], 2)
         figures["largest_batch"] = batcher["largest"]
@@ -265,7 +277,7 @@ def main() -> None:
                 runs[mode].append(figures)
                 print(f"{mode:>9}, {args.clients} clients x {args.seconds:g} s: {figures['qps']} queries/s, "
                       f"p50 {figures['p50_ms']} ms, p95 {figures['p95_ms']} ms, p99 {figures['p99_ms']} ms, "
-                      f"{figures['errors']} errors"
+                      f"{figures['errors']} errors, server CPU {figures['server_cpu_ms_per_request']} ms/request"
                       + (f", mean batch {figures['mean_batch']}" if "mean_batch" in figures else "")
                       + f"  (load {os.getloadavg()[0]:.1f})", flush=True)
 
@@ -283,6 +295,9 @@ def main() -> None:
         "unbatched_p50_ms": unbatched["p50_ms"],
         "unbatched_p99_ms": unbatched["p99_ms"],
         "qps_ratio": round(batched["qps"] / unbatched["qps"], 2) if unbatched["qps"] else None,
+        "server_cpu_ms_per_request": batched["server_cpu_ms_per_request"],
+        "unbatched_server_cpu_ms_per_request": unbatched["server_cpu_ms_per_request"],
+        "client_cpu_ms_per_request": batched["client_cpu_ms_per_request"],
         "all_rounds": runs,
         "inprocess_p50_ms": local_stats["p50_ms"],
         "inprocess_p95_ms": local_stats["p95_ms"],

@@ -27,7 +27,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -37,7 +37,10 @@ from pixquery.models.families import Family, detect_family, text_clean_mode
 from pixquery.models.precision import int8_graph, load_ready, variant_root
 from pixquery.models.precision import resolve as resolve_precision
 from pixquery.models.preprocess import ImagePreprocessor, load_preprocess_cfg
-from pixquery.models.tokenize import TextTokenizer
+from pixquery.models.tokenize import TextTokenizer, read_tokenizer
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 LAYOUT_FILES = (
     "config.json",
@@ -95,6 +98,28 @@ def session_options(threads: int | None = None) -> Any:
     # Decoding threads run beside the model while indexing; spinning idle ORT workers would steal their cores.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
+
+
+class _InThread:
+    """`fn(*args)` started on a thread of its own now; `result()` waits for it and returns it or raises its error."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        try:
+            self._value = fn(*args)
+        except BaseException as exc:  # handed to the caller of result()
+            self._error = exc
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 _NUMPY_TYPES = {"tensor(int32)": np.int32, "tensor(int64)": np.int64, "tensor(float)": np.float32}
@@ -260,7 +285,7 @@ class OnnxEncoder(EncoderBase):
         """The same model running `precision` as built, without consulting the parity gate (which uses it).
         Its text tower opens the graph itself, not a fast-loading copy: the gate has no cold start to save."""
         sibling = OnnxEncoder(self.name, self.model_dir, self.threads, self.providers, "fp32", self.variant_root,
-                              fast_load=False, lanes=1)
+                              fast_load=False, lanes=self.lanes)
         sibling._precision = precision
         return sibling
 
@@ -309,14 +334,17 @@ class OnnxEncoder(EncoderBase):
     def _text_tower(self) -> tuple[OnnxTower, TextTokenizer, Family]:
         with self._lock:
             if self._textual is None:
+                # Parsing tokenizer.json holds the interpreter lock; opening a session releases it: side by side,
+                # a cold query pays for the longer of the two instead of both.
+                reading = _InThread(read_tokenizer, self.model_dir / "textual")
                 tower = OnnxTower(self._tower_file("textual"), self.threads, self.providers)
-                self._tokenizer, self._family = self._text_parts(tower)
+                self._tokenizer, self._family = self._text_parts(tower, *reading.result())
                 self._textual = tower
             assert self._tokenizer is not None and self._family is not None
             return self._textual, self._tokenizer, self._family
 
-    def _text_parts(self, tower: OnnxTower) -> tuple[TextTokenizer, Family]:
-        """The tokenizer and family a text graph's inputs call for."""
+    def _text_parts(self, tower: OnnxTower, raw: Tokenizer, pad_token: str | None) -> tuple[TextTokenizer, Family]:
+        """The tokenizer and family a text graph's inputs call for, around the parsed tokenizer file."""
         family = detect_family(self.config, tower.input_names)
         unknown = [n for n in tower.input_names if n not in ("text", "input_ids", "attention_mask")]
         if unknown:
@@ -324,12 +352,8 @@ class OnnxEncoder(EncoderBase):
         text_cfg = self.config.get("text_cfg") or {}
         graph_length = tower.dim_size(tower.input_names[0], 1)
         context_length = graph_length or int(text_cfg.get("context_length", family.context_length))
-        tokenizer = TextTokenizer.from_dir(
-            self.model_dir / "textual",
-            context_length=context_length,
-            default_pad_token=family.pad_token,
-            clean=text_clean_mode(self.config, family),
-        )
+        tokenizer = TextTokenizer(raw, context_length, pad_token or family.pad_token,
+                                  text_clean_mode(self.config, family), owned=True)
         return tokenizer, family
 
     @property
