@@ -6,9 +6,15 @@ For `random:ViT-B-32` (exported to ONNX here) and `conse` (fp32 only):
   (discover, hash, decode, preprocess, embed, store) at each precision;
 - ViT-B-32 text-query ms, in-process, one query at a time and spaced apart: padded to 77 tokens at fp32,
   at real length at fp32, and at real length at int8;
-- cold CLI query ms: `pixquery search` as a new process on an index of 1,000 images, through the quick entry
-  point and through the full CLI, next to what a bare `python` and `python -c "import numpy"` cost;
-- with --sweep: ORT intra-op threads and batch size for the forward, decode workers for the pipeline.
+- cold CLI query ms: `pixquery search` as a new process on an index of 1,000 images at each precision, next to
+  what a bare `python`, `import numpy` and `import numpy, onnxruntime` cost;
+- with --sweep: ORT intra-op threads and batch size for the forward, image lanes, decode workers and batch size
+  for the pipeline.
+
+The forward here is one session on every core, one batch at a time; the pipeline runs the indexer's image lanes
+(several sessions side by side), so pipeline / forward includes what the lanes gain. benchmarks/index_throughput.py
+compares the pipeline with the forward run as lanes, on camera-size photos; this script's photos are small
+(480x360) generated JPEGs, so that the precisions, not the decoder, are compared.
 
 The last line is one JSON object. Timings move with other work on the machine: the load average is printed
 at the start and end, and the figures worth comparing are ratios taken in this same run.
@@ -166,22 +172,21 @@ def text_query_ms(encoder: Any) -> dict[str, float]:
 
 
 def cold_queries(spec: str, dim: int, work: Path, precisions: list[str], repeats: int) -> dict[str, Any]:
-    """Cold `pixquery search` on 1,000-image indexes recorded at each precision, both entry points."""
+    """Cold `pixquery search` (no server) on 1,000-image indexes recorded at each precision
+    (benchmarks/cold_query.py measure gives the stage by stage breakdown)."""
     out: dict[str, Any] = floor_ms(sys.executable, repeats)
-    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     for precision in precisions:
         index = build_index(work / f"cold-{precision}", spec, dim, 1000, precision)
-        for entry in ("quick", "cli"):
-            figures = cold_query_ms(sys.executable, index, entry, repeats, env)
-            out[f"{entry}_{precision}_ms"] = figures["median_ms"]
-            out[f"{entry}_{precision}_best_ms"] = figures["best_ms"]
-            print(f"  cold {entry:5s} search, index at {precision:5s}: median {figures['median_ms']:.0f} ms, "
-                  f"best {figures['best_ms']:.0f} ms")
+        figures = cold_query_ms(sys.executable, index, repeats=repeats)
+        out[f"cli_{precision}_ms"] = figures["median_ms"]
+        out[f"cli_{precision}_best_ms"] = figures["best_ms"]
+        print(f"  cold search, index at {precision:5s}: median {figures['median_ms']:.0f} ms, "
+              f"best {figures['best_ms']:.0f} ms")
     return out
 
 
 def sweep(encoder: Any, photos: Path, precision: str, work: Path, n: int) -> dict[str, Any]:
-    """Threads and batch size for the forward, decode workers and batch size for the pipeline."""
+    """Threads and batch size for the forward; image lanes, decode workers and batch size for the pipeline."""
     paths = sorted(photos.iterdir())[:32]
     batch = np.stack([encoder.preprocess(open_image(p, target_size=encoder.image_size)) for p in paths])
     out: dict[str, Any] = {"forward": {}, "pipeline": {}}
@@ -191,13 +196,14 @@ def sweep(encoder: Any, photos: Path, precision: str, work: Path, n: int) -> dic
             ips = forward_images_per_s(sibling, batch, size)
             out["forward"][f"threads={threads},batch={size}"] = round(ips, 2)
             print(f"  forward {precision} threads={threads} batch={size}: {ips:.2f} img/s")
-    sibling = encoder.at_precision(precision)
-    for workers in (1, 2, 4):
-        for size in (16, 32):
-            ips = pipeline_images_per_s(sibling, photos, work / f"sweep-{workers}-{size}", n,
-                                        workers=workers, batch_size=size)
-            out["pipeline"][f"workers={workers},batch={size}"] = round(ips, 2)
-            print(f"  pipeline {precision} workers={workers} batch={size}: {ips:.2f} img/s")
+    for lanes in (1, 2):
+        sibling = OnnxEncoder(encoder.name, encoder.model_dir, lanes=lanes).at_precision(precision)
+        for workers in (1, 2):
+            for size in (16, 32):
+                ips = pipeline_images_per_s(sibling, photos, work / f"sweep-{lanes}-{workers}-{size}", n,
+                                            workers=workers, batch_size=size)
+                out["pipeline"][f"lanes={lanes},workers={workers},batch={size}"] = round(ips, 2)
+                print(f"  pipeline {precision} lanes={lanes} workers={workers} batch={size}: {ips:.2f} img/s")
     return out
 
 

@@ -34,7 +34,7 @@ from pixquery.models.base import PRECISIONS, Encoder
 from pixquery.models.registry import DEFAULT_MODEL
 from pixquery.paths import default_index_dir
 from pixquery.progress import ProgressFn, no_progress
-from pixquery.query.engine import Hit, QueryOutcome, SearchContext, run_query
+from pixquery.query.engine import Hit, QueryOutcome, SearchContext, run_queries, run_query
 from pixquery.query.spec import QuerySpec
 from pixquery.store.base import VectorStore
 from pixquery.store.catalog import Catalog, FileRow
@@ -352,6 +352,12 @@ class Library:
     def query(self, spec: QuerySpec) -> QueryOutcome:
         """Run a `QuerySpec`: the hits and what the engine decided on the way (method, words found, cut-off)."""
         return run_query(spec, self.context())
+
+    def query_many(self, specs: Sequence[QuerySpec]) -> list[QueryOutcome | Exception]:
+        """Run several specs as one batch (a server's concurrent searches): one text-encoder call for all their
+        texts, one vector search per filter for all their vectors, then each spec's own steps. Each entry is that
+        spec's outcome (what `query` gives it, up to float rounding) or the error it alone raised."""
+        return run_queries(specs, self.context())
 
     # --- items and files ----------------------------------------------------------------------------------
     def item(self, file_id: int) -> Item:

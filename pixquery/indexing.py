@@ -9,6 +9,7 @@ its row's current content, and `reconcile` can repair the rest on the next open 
 from __future__ import annotations
 
 import os
+import queue
 import stat
 import time
 from collections import deque
@@ -243,36 +244,67 @@ class Indexer:
 
         start = time.perf_counter()
         total = len(pending)
-        # Decode and preprocess run ahead of the model in a thread pool; a bounded window keeps memory flat.
-        window = self.batch_size * 3
-        queue: deque[Future] = deque()
+        lane_functions = encoder.image_lanes()
+        lanes = len(lane_functions)
+        # Three stages overlap: decoding threads run ahead of the model (a bounded window keeps memory flat),
+        # `lanes` batches are in the model at once (each lane a session of its own), and this thread assembles the
+        # next batch, then commits finished batches in order (store flush, then catalog commit: crash-safe).
+        window = self.batch_size * (lanes + 2)
+        decode_pool = ThreadPoolExecutor(self.workers, thread_name_prefix="pixquery-decode")
+        model_pool = ThreadPoolExecutor(lanes, thread_name_prefix="pixquery-model")
+        idle_lanes: queue.SimpleQueue[Callable[[np.ndarray], np.ndarray]] = queue.SimpleQueue()
+        for lane in lane_functions:
+            idle_lanes.put(lane)
+
+        def embed(batch: np.ndarray) -> np.ndarray:
+            lane = idle_lanes.get()  # free: at most `lanes` batches are submitted at once
+            try:
+                return lane(batch)
+            finally:
+                idle_lanes.put(lane)
+
+        decoding: deque[Future] = deque()
+        in_model: deque[tuple[list[tuple], Future | None]] = deque()
         ids_iter = iter(pending)
         done = 0
-        with ThreadPoolExecutor(self.workers) as pool:
-            for file_id in ids_iter:
-                queue.append(pool.submit(load, file_id))
-                if len(queue) >= window:
-                    break
-            while queue:
+
+        def decode_ahead() -> None:
+            while len(decoding) < window and (next_id := next(ids_iter, None)) is not None:
+                decoding.append(decode_pool.submit(load, next_id))
+
+        def commit_oldest() -> None:
+            nonlocal done
+            batch, vectors = in_model.popleft()
+            self._commit(batch, vectors.result() if vectors is not None else None, report)
+            done += len(batch)
+            self.progress("embed", done, total)
+
+        try:
+            decode_ahead()
+            while decoding:
                 batch = []
-                while queue and len(batch) < self.batch_size:
-                    batch.append(queue.popleft().result())
-                    next_id = next(ids_iter, None)
-                    if next_id is not None:
-                        queue.append(pool.submit(load, next_id))
-                self._store_batch(batch, encoder, report)
-                done += len(batch)
-                self.progress("embed", done, total)
+                while decoding and len(batch) < self.batch_size:
+                    batch.append(decoding.popleft().result())
+                    decode_ahead()
+                good = [data for _, data, _, err in batch if err is None]
+                vectors = model_pool.submit(embed, np.stack(good)) if good else None
+                in_model.append((batch, vectors))
+                while len(in_model) > lanes or (in_model and in_model[0][1] is None):
+                    commit_oldest()
+            while in_model:
+                commit_oldest()
+        finally:
+            # On an error or a stop (KeyboardInterrupt from progress), drop what is queued; what runs finishes.
+            decode_pool.shutdown(wait=True, cancel_futures=True)
+            model_pool.shutdown(wait=True, cancel_futures=True)
         report.seconds = time.perf_counter() - start
         return report
 
-    def _store_batch(self, batch: list[tuple], encoder: Encoder, report: EmbedReport) -> None:
-        good = [(fid, data, meta) for fid, data, meta, err in batch if err is None]
-        vectors = encoder.encode_preprocessed(np.stack([data for _, data, _ in good])) if good else None
-        commit_batch(
-            self.catalog, self.store, [(fid, meta) for fid, _, meta in good], vectors,
-            [(fid, err) for fid, _, _, err in batch if err is not None], report,
-        )
+    def _commit(self, batch: list[tuple], vectors: np.ndarray | None, report: EmbedReport) -> None:
+        """Record one embedded batch of (id, data, metadata, error) rows; `vectors` are those of the good rows."""
+        good = [(fid, meta) for fid, _, meta, err in batch if err is None]
+        failed = [(fid, err) for fid, _, _, err in batch if err is not None]
+        commit_batch(self.catalog, self.store, good, vectors, failed, report)
 
 
 def commit_batch(

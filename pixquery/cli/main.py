@@ -7,6 +7,7 @@ text query and nothing else (benchmarks/cold_query.py).
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -97,8 +98,10 @@ def command_parser(name: str) -> argparse.ArgumentParser:
     return build_parser().commands[name]  # type: ignore[attr-defined]
 
 
+@functools.cache
 def build_parser() -> argparse.ArgumentParser:
-    """The whole command line; `.commands` maps each command to its own parser."""
+    """The whole command line; `.commands` maps each command to its own parser. Built once per process: a plain
+    search reads the search parser's defaults again (`commands._is_plain`), and parsing never changes it."""
     from pixquery import __version__
 
     parser = argparse.ArgumentParser(prog="pixquery", description=DESCRIPTION, formatter_class=HelpFormatter)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -65,6 +65,12 @@ class Encoder(Protocol):
         """Embed RGB PIL images; returns an (n, dim) float32 array of unit rows."""
         ...
 
+    def image_lanes(self) -> list[Callable[[np.ndarray], np.ndarray]]:
+        """Functions like `encode_preprocessed` for the indexer to run side by side, one batch each at a time:
+        one (that method itself) where one call already uses every core, several where calls side by side, each
+        on fewer threads, keep the cores busier than one call on all of them (ONNX Runtime on a CPU)."""
+        ...
+
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts; returns an (n, dim) float32 array of unit rows."""
         ...
@@ -98,6 +104,9 @@ class EncoderBase:
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
         return self.encode_preprocessed(np.stack([self.preprocess(image) for image in images]))
+
+    def image_lanes(self) -> list[Callable[[np.ndarray], np.ndarray]]:
+        return [self.encode_preprocessed]
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement encode_texts")

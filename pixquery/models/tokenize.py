@@ -90,16 +90,8 @@ class TextTokenizer:
         cls, directory: Path, context_length: int, default_pad_token: str, clean: str = "whitespace"
     ) -> TextTokenizer:
         """Load tokenizer.json and tokenizer_config.json (as `save_pretrained` writes them)."""
-        tokenizer_path = directory / "tokenizer.json"
-        if not tokenizer_path.is_file():
-            raise ModelError(f"missing {tokenizer_path}: the text tower needs its tokenizer file there")
-        try:
-            tokenizer = Tokenizer.from_file(str(tokenizer_path))
-        except Exception as exc:  # tokenizers raises plain Exception subclasses on malformed files
-            raise ModelError(f"{tokenizer_path} is not a valid tokenizer file: {exc}") from exc
-        config = _read_tokenizer_config(directory / "tokenizer_config.json")
-        pad_token = _token_text(config.get("pad_token")) or default_pad_token
-        return cls(tokenizer, context_length, pad_token, clean, owned=True)
+        tokenizer, pad_token = read_tokenizer(directory)
+        return cls(tokenizer, context_length, pad_token or default_pad_token, clean, owned=True)
 
     def _encode_raw(self, texts: Sequence[str]) -> list[list[int]]:
         cleaned = [clean_text(text, self.clean) for text in texts]
@@ -148,6 +140,20 @@ class TextTokenizer:
         (directory / "tokenizer_config.json").write_text(
             json.dumps(config, indent=2) + "\n", encoding="utf-8"
         )
+
+
+def read_tokenizer(directory: Path) -> tuple[Tokenizer, str | None]:
+    """tokenizer.json parsed, and the pad token tokenizer_config.json names (None when it names none): the slow
+    half of `TextTokenizer.from_dir`, which needs nothing from the model, so it can run while a session opens."""
+    tokenizer_path = directory / "tokenizer.json"
+    if not tokenizer_path.is_file():
+        raise ModelError(f"missing {tokenizer_path}: the text tower needs its tokenizer file there")
+    try:
+        tokenizer = Tokenizer.from_file(str(tokenizer_path))
+    except Exception as exc:  # tokenizers raises plain Exception subclasses on malformed files
+        raise ModelError(f"{tokenizer_path} is not a valid tokenizer file: {exc}") from exc
+    config = _read_tokenizer_config(directory / "tokenizer_config.json")
+    return tokenizer, _token_text(config.get("pad_token"))
 
 
 def _read_tokenizer_config(path: Path) -> dict[str, Any]:

@@ -12,13 +12,16 @@ The flow of one query:
 
 A plain text query costs the text encode and one matrix product; everything that needs more (a vocabulary, a
 query bank, collection statistics) is computed once and cached (`pixquery.query.textbank`,
-`pixquery.query.collection`).
+`pixquery.query.collection`). Queries that arrive together (a server under load) run as one batch with
+`run_queries`: one text-encoder call for all their texts and one `VectorStore.search` per filter for all their
+vectors, then each query's own steps as above.
 """
 
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -87,6 +90,35 @@ class SearchContext:
     rewriter: Rewriter | None = None
     vocabulary: list[str] | str | None = None
     query_bank: list[str] | None = None
+    prepared: PreparedBatch | None = None
+    """What `run_queries` computed once for a whole batch (None for a query run alone)."""
+
+
+@dataclass
+class PreparedBatch:
+    """Text vectors and store searches computed once for a batch of queries, looked up by each query's own run.
+
+    A lookup that misses (a text no batch call embedded, a search the batch did not run) is computed as for a
+    query alone, so a batch can only save work, never change what a query does.
+    """
+
+    texts: dict[tuple[tuple[str, ...], bool], np.ndarray] = field(default_factory=dict)
+    """(a query's texts, long_text) -> their unit vectors."""
+    searches: dict[tuple[bytes, int], tuple[np.ndarray | None, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    """(query vector bytes, k) -> (allowed ids, scores, ids) of one store search."""
+
+    def embedded(self, texts: list[str], long_text: bool) -> np.ndarray | None:
+        return self.texts.get((tuple(texts), long_text))
+
+    def searched(self, vector: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, ...] | None:
+        ran = self.searches.get((vector.tobytes(), k))
+        if ran is None:
+            return None
+        ran_allowed, scores, ids = ran
+        same_filter = ran_allowed is allowed or (
+            ran_allowed is not None and allowed is not None and np.array_equal(ran_allowed, allowed)
+        )
+        return (scores, ids) if same_filter else None
 
 
 @dataclass
@@ -124,6 +156,15 @@ def embed_images(items: list[WeightedImage], ctx: SearchContext) -> np.ndarray:
     return np.array(vectors, np.float32).reshape(len(items), -1)
 
 
+def _embed_texts(ctx: SearchContext, texts: list[str], long_text: bool = True) -> np.ndarray:
+    """Unit vectors of texts (long ones split and combined), from the batch's table when a batch embedded them."""
+    if ctx.prepared is not None:
+        vectors = ctx.prepared.embedded(texts, long_text)
+        if vectors is not None:
+            return vectors
+    return encode_texts(ctx.encoder, texts, long_text)
+
+
 def _references(items: list[WeightedImage], vectors: np.ndarray, ctx: SearchContext) -> list[Reference]:
     refs = []
     for item, vector in zip(items, vectors, strict=True):
@@ -144,7 +185,7 @@ def compose_query(spec: QuerySpec, ctx: SearchContext) -> Composition:
     long_text = bool(spec.params.get("long_text", True))
 
     def encode(texts: list[str]) -> np.ndarray:
-        return encode_texts(ctx.encoder, texts, long_text)
+        return _embed_texts(ctx, texts, long_text)
 
     texts = [t.text for t in spec.texts]
     image_vectors = embed_images(spec.images, ctx)
@@ -168,7 +209,7 @@ def _negatives(spec: QuerySpec, ctx: SearchContext) -> tuple[np.ndarray, np.ndar
     """Unit vectors of the negatives and their λ (negative_scale × weight)."""
     parts = []
     if spec.negative_texts:
-        parts.append(encode_texts(ctx.encoder, [t.text for t in spec.negative_texts]))
+        parts.append(_embed_texts(ctx, [t.text for t in spec.negative_texts]))
     if spec.negative_images:
         parts.append(embed_images(spec.negative_images, ctx))
     if not parts:
@@ -244,7 +285,8 @@ def _allowed_ids(spec: QuerySpec, ctx: SearchContext) -> np.ndarray | None:
 
 
 def _search(ctx: SearchContext, vector: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, ...]:
-    scores, ids = ctx.store.search(vector[None, :], k, allowed_ids=allowed)
+    ran = ctx.prepared.searched(vector, k, allowed) if ctx.prepared is not None else None
+    scores, ids = ran if ran is not None else ctx.store.search(vector[None, :], k, allowed_ids=allowed)
     keep = ids[0] >= 0
     return scores[0][keep].astype(np.float32), ids[0][keep]
 
@@ -338,6 +380,101 @@ def _rescore(
 def execute(spec: QuerySpec, ctx: SearchContext) -> list[Hit]:
     """Run a query and return hits, best first (or by date taken with sort="date")."""
     return run_query(spec, ctx).hits
+
+
+# --- several queries at once ---------------------------------------------------------------------------------------
+
+
+def run_queries(specs: Sequence[QuerySpec], ctx: SearchContext) -> list[QueryOutcome | Exception]:
+    """Run several queries as one batch: each entry is that query's outcome, or the error it alone raised.
+
+    All their distinct texts (positive and negative) are embedded in one text-encoder call (one per text for an
+    int8 tower, whose results would otherwise depend on the batch); the text-only queries whose first stage is a
+    single search (no query expansion) share one `VectorStore.search` per filter and k, their vectors stacked into
+    one matrix product (or one ANN call). Then every query runs its own steps through `run_query` (filters,
+    negatives, re-ranking, cut-off, sort), which finds its texts and its search done, so an outcome is the one the
+    query gets alone, up to float rounding of batched arithmetic.
+    """
+    prepared = PreparedBatch()
+    batch_ctx = replace(ctx, prepared=prepared)
+    valid = [spec for spec in specs if _valid(spec)]
+    _embed_batch(valid, batch_ctx)
+    _search_batch(valid, batch_ctx)
+    outcomes: list[QueryOutcome | Exception] = []
+    for spec in specs:
+        try:
+            outcomes.append(run_query(spec, batch_ctx))
+        except Exception as exc:  # one query's error (bad filter, missing id, a bug) is that query's answer alone
+            outcomes.append(exc)
+    return outcomes
+
+
+def _valid(spec: QuerySpec) -> bool:
+    try:
+        spec.validate()
+    except QueryError:
+        return False  # run_query raises it again, for this query alone
+    return True
+
+
+def _embed_batch(specs: Sequence[QuerySpec], ctx: SearchContext) -> None:
+    """Embed the texts of the whole batch into `ctx.prepared`: every distinct text in one encoder call per long-text
+    setting, or, for an int8 tower, each query's list of texts in the call it would make alone."""
+    assert ctx.prepared is not None
+    lists: dict[tuple[tuple[str, ...], bool], None] = {}  # what each query will ask for, in order, once
+    for spec in specs:
+        if spec.texts:
+            lists[(tuple(t.text for t in spec.texts), bool(spec.params.get("long_text", True)))] = None
+        if spec.negative_texts:
+            lists[(tuple(t.text for t in spec.negative_texts), True)] = None
+    # An int8 tower quantises its activations over its whole input (dynamic quantisation): a text embedded beside
+    # others comes out slightly different from the same text embedded with other company, so a query's answer would
+    # depend on who else was asking. There each query's texts go in the call that query makes alone.
+    if ctx.encoder.precision == "int8":
+        calls = [(list(texts), long_text) for texts, long_text in lists]
+    else:
+        distinct: dict[bool, dict[str, None]] = {}
+        for texts, long_text in lists:
+            distinct.setdefault(long_text, {}).update(dict.fromkeys(texts))
+        calls = [(list(texts), long_text) for long_text, texts in distinct.items()]
+    rows: dict[tuple[str, bool], np.ndarray] = {}
+    for texts, long_text in calls:
+        try:
+            vectors = encode_texts(ctx.encoder, texts, long_text)
+        except Exception:  # each query embeds its own texts again and gets its own error
+            continue
+        if ctx.encoder.precision == "int8":
+            ctx.prepared.texts[(tuple(texts), long_text)] = vectors
+        else:
+            rows.update(((text, long_text), row) for text, row in zip(texts, vectors, strict=True))
+    for texts, long_text in lists:
+        if all((text, long_text) in rows for text in texts):
+            ctx.prepared.texts[(texts, long_text)] = np.stack([rows[(text, long_text)] for text in texts])
+
+
+def _search_batch(specs: Sequence[QuerySpec], ctx: SearchContext) -> None:
+    """Run the first-stage search of every text-only query in one store search per (filter, k)."""
+    assert ctx.prepared is not None
+    groups: dict[tuple[Any, int], tuple[np.ndarray | None, list[np.ndarray]]] = {}
+    for spec in specs:
+        if spec.images or spec.negative_images or spec.rerank.expansion == "aqe":
+            continue  # image queries embed files; α-QE searches twice with different vectors
+        try:
+            allowed = _allowed_ids(spec, ctx)
+            vector = query_vector(spec, ctx)
+        except Exception:  # run_query raises it again, for this query alone
+            continue
+        if allowed is not None and len(allowed) == 0:
+            continue
+        penalise = spec.negative_mode == "penalty" and bool(spec.negative_texts)
+        k = _pool_size(spec, spec.rerank.active or penalise)
+        key = (compile_filters(spec.filters), k)
+        groups.setdefault(key, (allowed, []))[1].append(vector)
+    for (_, k), (allowed, vectors) in groups.items():
+        unique = list({v.tobytes(): v for v in vectors}.values())
+        scores, ids = ctx.store.search(np.stack(unique), k, allowed_ids=allowed)
+        for row, vector in enumerate(unique):
+            ctx.prepared.searches[(vector.tobytes(), k)] = (allowed, scores[row : row + 1], ids[row : row + 1])
 
 
 def _penalty_calibration(

@@ -62,6 +62,7 @@ def create_app(
     warm_up: bool = True,
     warm_thumbs: int = 5000,
     search_threads: int | None = None,
+    batch_searches: bool = True,
 ) -> FastAPI:
     """A FastAPI app serving the index at `library_path`.
 
@@ -76,9 +77,12 @@ def create_app(
         warm_thumbs: how many thumbnails (newest files first) to make ahead of time in a low-priority thread;
             0 makes them only when asked for.
         search_threads: searches run at once (default: up to 4, one per core); more wait their turn.
+        batch_searches: text searches that arrive together run as one batch (one encoder call, one pass over the
+            vectors); False runs each alone (a baseline for benchmarks/serve_load.py).
     """
     limits = limits or Limits()
-    service = IndexService(library_path, roots=roots, warm_thumbs=warm_thumbs, search_threads=search_threads)
+    service = IndexService(library_path, roots=roots, warm_thumbs=warm_thumbs, search_threads=search_threads,
+                           batch_searches=batch_searches)
     search_limiter = RateLimiter(limits.search_rate, limits.search_burst, limits.max_clients)
     media_limiter = RateLimiter(limits.media_rate, limits.media_burst, limits.max_clients)
 

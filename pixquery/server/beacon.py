@@ -12,7 +12,6 @@ Kept free of heavy imports: it runs on the cold query path.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 from pathlib import Path
@@ -69,7 +68,10 @@ def live_server(index_dir: str | Path) -> str | None:
 
 def ask_server(url: str, spec_json: dict[str, Any], timeout: float = ASK_TIMEOUT_S) -> list[dict[str, Any]] | None:
     """POST a JSON query spec to a server's /api/search; its results, or None on any failure."""
-    # http.client, not urllib.request: half the import time on a path that exists to start fast.
+    # http.client, not urllib.request: half the import time on a path that exists to start fast; and only here,
+    # once a live server was found (it imports the email package: ~40 ms a query without a server would pay).
+    import http.client
+
     parts = urlsplit(url)
     if parts.scheme != "http" or not parts.hostname:
         return None

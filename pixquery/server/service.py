@@ -1,8 +1,10 @@
 """What the HTTP layer asks of an index: searches, items, files, thumbnails, statistics, re-indexing.
 
-Everything goes through the facade (`pixquery.api.Library`). Searches borrow a `Library` view from a small pool
-(`pool.py`); item, thumbnail and file requests use the first view from any thread (SQLite in WAL mode, a
-serialized connection, reads only). Facade errors become HTTP errors here and only here.
+Everything goes through the facade (`pixquery.api.Library`). Text searches that arrive together run as one batch
+(`batcher.py`, `Library.query_many`); a search with an image runs alone, so embedding a picture never holds up the
+text searches. Either borrows a `Library` view from a small pool (`pool.py`); item, thumbnail and file requests use
+the first view from any thread (SQLite in WAL mode, a serialized connection, reads only). Facade errors become HTTP
+errors here and only here.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pixquery.api import Hit, Item, Library, QuerySpec
+from pixquery.api import Hit, Item, Library, QueryOutcome, QuerySpec
 from pixquery.errors import IndexFormatError, NotFoundError, PixqueryError, QueryError, StaleFileError
 from pixquery.progress import ProgressFn
+from pixquery.server.batcher import QueryBatcher
 from pixquery.server.jobs import ReindexJob
 from pixquery.server.limits import ApiError
 from pixquery.server.organizing import Organizer, Run
@@ -46,7 +49,10 @@ class IndexService:
         roots: list[str] | None = None,
         warm_thumbs: int = 5000,
         search_threads: int | None = None,
+        batch_searches: bool = True,
     ) -> None:
+        """`batch_searches`: run concurrent text searches as one batch (False runs each alone, as before batching:
+        a baseline for benchmarks)."""
         self.pool = LibraryPool(library_path, size=search_threads or min(4, os.cpu_count() or 1))
         self.library = self.pool.first
         if not self.library.exists:
@@ -54,6 +60,9 @@ class IndexService:
                 f"no index at {self.library.path}: build one first with `pixquery index FOLDER --index "
                 f"{self.library.path} --model MODEL`"
             )
+        # One runner: a batch already uses every core (the encoder's threads, the matrix product's), and the
+        # queries that arrive while it runs make the next batch bigger rather than competing with it.
+        self.batcher = QueryBatcher(self._run_batch, runners=1) if batch_searches else None
         self.thumbs = ThumbCache(self.library.layout.thumbs, self._read)
         self.warmer = ThumbWarmer(self.thumbs, self.library, warm_thumbs)
         self.job = ReindexJob(self.library.path)
@@ -76,6 +85,8 @@ class IndexService:
         """Stop a running re-index and release the index."""
         self.warmer.stop()
         self.organizer.close()
+        if self.batcher is not None:
+            self.batcher.close()
         self.job.stop(grace_s=5.0)
         self.job.wait(timeout=10.0)
         self.pool.close()
@@ -87,8 +98,11 @@ class IndexService:
         if exclude is not None:
             spec.k += 1  # the query image itself is dropped from "more like this"
         start = time.perf_counter()
-        with self.pool.borrow() as library:
-            outcome = library.query(spec)
+        if self.batcher is None or spec.images or spec.negative_images:
+            with self.pool.borrow() as library:
+                outcome = library.query(spec)
+        else:
+            outcome = self.batcher.submit(spec)
         took = (time.perf_counter() - start) * 1000
         hits = outcome.hits
         if exclude is not None:
@@ -106,6 +120,10 @@ class IndexService:
             "cutoff": spec.cutoff,
             "matches": outcome.matches,
         }
+
+    def _run_batch(self, specs: list[QuerySpec]) -> list[QueryOutcome | Exception]:
+        with self.pool.borrow() as library:
+            return library.query_many(specs)
 
     def browse(self, filters: dict[str, Any], sort: str, offset: int, k: int) -> dict[str, Any]:
         """Indexed images without a query, newest first (by date taken or by when they were added); `filters` as a
