@@ -538,6 +538,10 @@ def summarise(rclip_runs: list[IndexRun], pixquery_runs: list[IndexRun], queries
         "rclip_cold_query_ms": round(median(queries["rclip_ms"]), 1),
         "pixquery_embed_pass_images_per_s": round(median([r.reported_images_per_s or 0 for r in pixquery_runs]), 3),
         "rclip_images_per_s_less_its_query": round(rc_index_only, 3),
+        "round_ratios": [
+            round(ours.images_per_s / theirs.images_per_s, 3)
+            for ours, theirs in zip(pixquery_runs, rclip_runs, strict=True)
+        ],
         "pixquery_runs_images_per_s": [round(r.images_per_s, 3) for r in pixquery_runs],
         "rclip_runs_images_per_s": [round(r.images_per_s, 3) for r in rclip_runs],
         "pixquery_cold_query_ms_runs": [round(x, 1) for x in queries["pixquery_ms"]],
