@@ -22,15 +22,12 @@ from fastapi import Path as PathParam
 from fastapi.params import Depends as DependsParam
 
 from pixquery.server.limits import ApiError
+from pixquery.server.openapi import errors
 from pixquery.server.params import MAX_ID
 from pixquery.server.service import IndexService
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "a token is required (`Authorization: Bearer TOKEN`)"},
-    422: {"description": "a parameter is invalid: `{\"error\", \"detail\", \"field\"}` names it"},
-    429: {"description": "too many requests from this client; `Retry-After` says when to come back"},
-}
-"""Error answers every route here may give; each is JSON `{"error": code, "detail": message, "field": name}`."""
+ERRORS = errors(422)
+"""Error answers every route here may give, each in the one error shape (`limits.ErrorBody`)."""
 MAX_CLUSTERS = 100
 MAX_OFFSET = 2**31
 
@@ -83,8 +80,7 @@ def install_views(app: FastAPI, service: IndexService, deps: list[DependsParam])
         return service.start_organizing("clusters", {"k": _cluster_count(k), "method": method})
 
     @app.get("/api/clusters/{cluster_id}", tags=["views"], dependencies=deps,
-             responses={**ERRORS, 404: {"description": "the latest clustering has no such cluster"},
-                        409: {"description": "no clustering has been made yet"}})
+             responses=errors(404, 409, 422))
     def cluster_members(
         cluster_id: Annotated[int, PathParam(ge=0, le=MAX_ID, description="a cluster's id")],
         offset: Offset = 0,
