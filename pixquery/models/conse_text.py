@@ -219,7 +219,7 @@ def export_onnx(directory: Path, dest: Path) -> Path:
 def load_text_encoder(backend: str, threads: int | None = None) -> TextEncoder:
     """Build the MiniLM text encoder for `backend`: "onnx" (shipped, torch-free) or "sentence-transformers"."""
     if backend == "onnx":
-        from pixquery.models.conse_assets import TEXT_FILE, shipped_text_dir
+        from pixquery.models.conse_files import TEXT_FILE, shipped_text_dir
 
         directory = shipped_text_dir()
         if directory is None:
