@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from pixquery.errors import NotFoundError, QueryError
-from pixquery.media.decode import ImageDecodeError, open_image
 from pixquery.models.base import Encoder
 from pixquery.query import negatives as neg
 from pixquery.query import rerank as rr
@@ -146,6 +145,8 @@ def embed_images(items: list[WeightedImage], ctx: SearchContext) -> np.ndarray:
             except KeyError:
                 raise NotFoundError(f"no indexed image has id {item.catalog_id}") from None
             continue
+        from pixquery.media.decode import ImageDecodeError, open_image  # a text query never decodes an image
+
         try:
             image = item.image if item.image is not None else open_image(item.path)
         except ImageDecodeError as exc:

@@ -79,6 +79,11 @@ def encode_texts(encoder: Encoder, texts: Sequence[str], long_text: bool = True)
     if not long_text:
         return l2_normalize(encoder.encode_texts(texts))
     limit = int(encoder.context_length)
+    # A token covers at least one UTF-8 byte, but SentencePiece may spend a word-start token on a short word ("1"
+    # as "▁", "1"), so twice the bytes bounds every tokenizer's count: a short text fits without being tokenized
+    # twice (once to count, once to encode). Most queries are short.
+    if all(2 * len(t.encode("utf-8", "surrogatepass")) + SPECIAL_TOKENS < limit for t in texts):
+        return l2_normalize(encoder.encode_texts(texts))
     counts = token_counts(encoder, texts)
     # A count equal to the limit may be a truncated one, so only strictly shorter texts count as fitting.
     if all(n < limit for n in counts):
