@@ -39,25 +39,32 @@ Examples = Annotated[list[CatalogId], Query(max_length=16, description="catalog 
 Extensions = Annotated[list[Annotated[str, Field(max_length=16)]], Query(max_length=32,
                                                                         description="file types, e.g. jpg")]
 
+PageSize = Annotated[int, Query(ge=1, le=10_000, description="results per page")]
+Offset = Annotated[int, Query(ge=0, le=10_000, description="results to skip (paging)")]
+Cutoff = Annotated[str | None, Query(max_length=64, description="'auto', a rule ('mad:4'), a score, or empty")]
+Folder = Annotated[str | None, Query(max_length=MAX_FILTER, description="only images in this folder or below")]
+DateFrom = Annotated[str | None, Query(pattern=DATE_PATTERN,
+                                       description="taken on or after (YYYY, YYYY-MM, YYYY-MM-DD)")]
+DateTo = Annotated[str | None, Query(pattern=DATE_PATTERN,
+                                     description="taken on or before (YYYY, YYYY-MM, YYYY-MM-DD)")]
+Sort = Annotated[str, Query(pattern=SORT_PATTERN, description="'score' or 'date'")]
+"""The query parameters "more like this" and a search share, declared once."""
+
 
 class SimilarParams:
     """Query parameters of "more like this"."""
 
     def __init__(
         self,
-        k: Annotated[int, Query(ge=1, le=10_000, description="results per page")] = 40,
-        offset: Annotated[int, Query(ge=0, le=10_000, description="results to skip (paging)")] = 0,
-        cutoff: Annotated[str | None, Query(max_length=64,
-                                            description="'auto', a rule ('mad:4'), a score, or empty")] = None,
+        k: PageSize = 40,
+        offset: Offset = 0,
+        cutoff: Cutoff = None,
         not_: Negatives = [],  # noqa: B006
-        folder: Annotated[str | None, Query(max_length=MAX_FILTER,
-                                            description="only images in this folder or below")] = None,
-        date_from: Annotated[str | None, Query(pattern=DATE_PATTERN,
-                                               description="taken on or after (YYYY, YYYY-MM, YYYY-MM-DD)")] = None,
-        date_to: Annotated[str | None, Query(pattern=DATE_PATTERN,
-                                             description="taken on or before (YYYY, YYYY-MM, YYYY-MM-DD)")] = None,
+        folder: Folder = None,
+        date_from: DateFrom = None,
+        date_to: DateTo = None,
         ext: Extensions = [],  # noqa: B006
-        sort: Annotated[str, Query(pattern=SORT_PATTERN, description="'score' or 'date'")] = "score",
+        sort: Sort = "score",
     ) -> None:
         self.k, self.offset, self.cutoff, self.negatives = k, offset, cutoff, not_
         self.folder, self.date_from, self.date_to, self.ext, self.sort = folder, date_from, date_to, ext, sort
@@ -80,19 +87,15 @@ class SearchParams(SimilarParams):
         method: Annotated[str, Query(pattern=METHOD_PATTERN,
                                      description="composition method: auto, sum, weighted, pdv, ...")] = "auto",
         alpha: Annotated[float | None, Query(ge=0, le=1, description="text share for method=weighted")] = None,
-        k: Annotated[int, Query(ge=1, le=10_000, description="results per page")] = 40,
-        offset: Annotated[int, Query(ge=0, le=10_000, description="results to skip (paging)")] = 0,
-        cutoff: Annotated[str | None, Query(max_length=64,
-                                            description="'auto', a rule ('mad:4'), a score, or empty")] = None,
+        k: PageSize = 40,
+        offset: Offset = 0,
+        cutoff: Cutoff = None,
         not_: Negatives = [],  # noqa: B006
-        folder: Annotated[str | None, Query(max_length=MAX_FILTER,
-                                            description="only images in this folder or below")] = None,
-        date_from: Annotated[str | None, Query(pattern=DATE_PATTERN,
-                                               description="taken on or after (YYYY, YYYY-MM, YYYY-MM-DD)")] = None,
-        date_to: Annotated[str | None, Query(pattern=DATE_PATTERN,
-                                             description="taken on or before (YYYY, YYYY-MM, YYYY-MM-DD)")] = None,
+        folder: Folder = None,
+        date_from: DateFrom = None,
+        date_to: DateTo = None,
         ext: Extensions = [],  # noqa: B006
-        sort: Annotated[str, Query(pattern=SORT_PATTERN, description="'score' or 'date'")] = "score",
+        sort: Sort = "score",
     ) -> None:
         super().__init__(k, offset, cutoff, not_, folder, date_from, date_to, ext, sort)
         self.q, self.like, self.method, self.alpha = q, like, method, alpha
