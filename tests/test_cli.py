@@ -135,6 +135,11 @@ def test_version() -> None:
 
     proc = run("--version")
     assert proc.stdout.strip() == f"pixquery {__version__}" and proc.stderr == ""
+    # The module itself is runnable too (it once did nothing at all, silently).
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    module = subprocess.run([sys.executable, "-m", "pixquery.cli.main", "--version"], capture_output=True, text=True,
+                            env=env)
+    assert module.returncode == 0 and module.stdout.strip() == f"pixquery {__version__}"
 
 
 def test_help_is_shown_as_written() -> None:
