@@ -265,6 +265,21 @@ def test_serve_on_a_busy_port_says_so_in_one_line(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "between 1 and 65535" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_an_unreachable_hub_is_one_line_saying_where_to_put_the_files(tmp_path: Path) -> None:
+    """The hub's own message spans lines; the user still gets one line (here the hub is a closed local port)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf"),
+           "PIXQUERY_CACHE": str(tmp_path / "cache")}
+    env.pop("HF_HUB_OFFLINE", None)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (32, 32), "red").save(photos / "red.png")
+    idx = tmp_path / "idx"
+    proc = subprocess.run([sys.executable, "-m", "pixquery", "index", str(photos), "--index", str(idx), "--model",
+                           "immich:ViT-B-32__laion2b_s34b_b79k"], capture_output=True, text=True, env=env)
+    one_line_error(proc, 1, "could not download", "Put the files of", str(tmp_path / "cache"))
+    assert not idx.exists()
+
+
 def test_loading_a_transformers_checkpoint_prints_no_bar(tmp_path: Path) -> None:
     pytest.importorskip("transformers")
     code = (
