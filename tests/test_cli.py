@@ -204,6 +204,18 @@ def test_an_empty_folder_gives_a_hint_on_stderr(tmp_path: Path) -> None:
     proc = run("index", str(tmp_path / "empty"), "--index", str(tmp_path / "idx"), "--model", "mini")
     assert proc.stdout.startswith("0 embedded") and "no images found under" in proc.stderr
     assert "no images" not in proc.stdout
+    documents = tmp_path / "documents"  # no image either: the files are listed as skipped, and the hint is given
+    documents.mkdir()
+    (documents / "notes.txt").write_text("notes")
+    (documents / "README.md").write_text("# read me")
+    proc = run("index", str(documents), "--index", str(tmp_path / "idx2"), "--model", "mini")
+    assert "skipped (2):" in proc.stdout and "notes.txt: not an image file extension" in proc.stdout
+    assert f"no images found under {documents}" in proc.stderr
+    large = tmp_path / "large"  # an image too large to index is an image: its reason, not "no images found"
+    large.mkdir()
+    Image.new("RGB", (2000, 1000), "red").save(large / "wide.png")
+    proc = run("index", str(large), "--index", str(tmp_path / "idx3"), "--model", "mini", "--max-megapixels", "1")
+    assert "wide.png" in proc.stdout and "no images found" not in proc.stderr
 
 
 def test_reports_go_to_stdout_and_progress_to_stderr(tmp_path: Path, photos_dir: Path) -> None:
