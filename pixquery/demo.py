@@ -167,13 +167,17 @@ def build_shapes_gallery(folder: Path, n: int, seed: int = 7) -> tuple[dict[str,
     return captions, queries
 
 
+LIMITS = {"chess pieces": " (no ImageNet class is a chess piece: conse can only guess)"}
+"""Queries shown on purpose where conse falls short, titled so that a newcomer is not left to wonder."""
+
+
 def photo_queries(folder: Path) -> list[DemoQuery]:
     texts = ["a cat", "a bird", "boats on water", "books on a shelf", "a camera", "chess pieces"]
-    queries = [DemoQuery(f'text: "{t}"', QuerySpec.simple(t, k=3)) for t in texts]
+    queries = [DemoQuery(f'text: "{t}"' + LIMITS.get(t, ""), QuerySpec.simple(t, k=3)) for t in texts]
     queries.append(DemoQuery("image: [cat.jpg]", QuerySpec.simple(images=[str(folder / "cat.jpg")], k=4)))
     queries.append(
         DemoQuery(
-            'composed: [cat.jpg] + "a bird"',
+            'composed: [cat.jpg] + "a bird" (conse knows classes, not changes: the photo itself still leads)',
             QuerySpec(images=[WeightedImage(path=str(folder / "cat.jpg"))], texts=[WeightedText("a bird")], k=3),
         )
     )

@@ -135,6 +135,11 @@ def test_version() -> None:
 
     proc = run("--version")
     assert proc.stdout.strip() == f"pixquery {__version__}" and proc.stderr == ""
+    # The module itself is runnable too (it once did nothing at all, silently).
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    module = subprocess.run([sys.executable, "-m", "pixquery.cli.main", "--version"], capture_output=True, text=True,
+                            env=env)
+    assert module.returncode == 0 and module.stdout.strip() == f"pixquery {__version__}"
 
 
 def test_help_is_shown_as_written() -> None:
@@ -199,6 +204,18 @@ def test_an_empty_folder_gives_a_hint_on_stderr(tmp_path: Path) -> None:
     proc = run("index", str(tmp_path / "empty"), "--index", str(tmp_path / "idx"), "--model", "mini")
     assert proc.stdout.startswith("0 embedded") and "no images found under" in proc.stderr
     assert "no images" not in proc.stdout
+    documents = tmp_path / "documents"  # no image either: the files are listed as skipped, and the hint is given
+    documents.mkdir()
+    (documents / "notes.txt").write_text("notes")
+    (documents / "README.md").write_text("# read me")
+    proc = run("index", str(documents), "--index", str(tmp_path / "idx2"), "--model", "mini")
+    assert "skipped (2):" in proc.stdout and "notes.txt: not an image file extension" in proc.stdout
+    assert f"no images found under {documents}" in proc.stderr
+    large = tmp_path / "large"  # an image too large to index is an image: its reason, not "no images found"
+    large.mkdir()
+    Image.new("RGB", (2000, 1000), "red").save(large / "wide.png")
+    proc = run("index", str(large), "--index", str(tmp_path / "idx3"), "--model", "mini", "--max-megapixels", "1")
+    assert "wide.png" in proc.stdout and "no images found" not in proc.stderr
 
 
 def test_reports_go_to_stdout_and_progress_to_stderr(tmp_path: Path, photos_dir: Path) -> None:
@@ -258,6 +275,21 @@ def test_serve_on_a_busy_port_says_so_in_one_line(tmp_path: Path) -> None:
     one_line_error(proc, 1, f"port {port} is busy", "--port")
     bad = run("serve", "--index", idx, "--port", "70000", check=False)
     assert bad.returncode == 2 and "between 1 and 65535" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_an_unreachable_hub_is_one_line_saying_where_to_put_the_files(tmp_path: Path) -> None:
+    """The hub's own message spans lines; the user still gets one line (here the hub is a closed local port)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf"),
+           "PIXQUERY_CACHE": str(tmp_path / "cache")}
+    env.pop("HF_HUB_OFFLINE", None)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (32, 32), "red").save(photos / "red.png")
+    idx = tmp_path / "idx"
+    proc = subprocess.run([sys.executable, "-m", "pixquery", "index", str(photos), "--index", str(idx), "--model",
+                           "immich:ViT-B-32__laion2b_s34b_b79k"], capture_output=True, text=True, env=env)
+    one_line_error(proc, 1, "could not download", "Put the files of", str(tmp_path / "cache"))
+    assert not idx.exists()
 
 
 def test_loading_a_transformers_checkpoint_prints_no_bar(tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ def test_one_row_per_backend_holds_its_facts() -> None:
         assert ("int8" in row.precisions) == (not row.fp32_only)  # fp32-only rows say why
         assert row.install_hint.startswith("pip install")
     assert {p for p, row in BACKENDS.items() if "int8" in row.precisions} == {"mini", "onnx", "immich"}
-    assert {p for p, row in BACKENDS.items() if row.extra is None} == {"mini", "onnx", "immich", "conse"}
+    assert {p for p, row in BACKENDS.items() if row.extra is None} == {"mini", "onnx", "immich", "conse"}  # the base
     assert backend_of("random:tiny") is BACKENDS["random"] and backend_of("openai/clip-vit-base-patch32").prefix == "hf"
 
 

@@ -343,3 +343,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             note("interrupted")
         sys.exit(130)
     sys.exit(code or 0)
+
+
+if __name__ == "__main__":  # `python -m pixquery.cli.main` runs the CLI too, rather than silently nothing
+    main()

@@ -45,8 +45,9 @@ def warn(line: str) -> None:
     note(f"warning: {line}")
 
 
-def error(line: str) -> None:
-    note(f"error: {line}")
+def error(message: str) -> None:
+    """One line, whatever the message holds: a library's exception quoted inside it may span several."""
+    note("error: " + " ".join(part.strip() for part in message.splitlines() if part.strip()))
 
 
 def table(headers: list[str], rows: list[list[str]], right: tuple[int, ...] = ()) -> None:
