@@ -3,6 +3,7 @@ query answers alone, while sharing one text-encoder call and one vector search p
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -173,6 +174,33 @@ def test_the_batcher_runs_concurrent_queries_together_and_hands_each_its_own_ans
     assert batcher.stats.largest == 4 and batcher.stats.queries == 8
     with pytest.raises(RuntimeError):
         batcher.submit(text_spec("after close"))
+
+
+def test_clients_that_come_back_at_different_moments_are_gathered_into_one_batch() -> None:
+    # Eight clients that each take a few milliseconds (different each time) to read an answer and ask again, as
+    # HTTP clients do: without gathering they drift into smaller batches; the runner waits (at most half a batch's
+    # time) for as many as were in the system during the last batch.
+    rng = random.Random(0)
+
+    def run_batch(specs):
+        time.sleep(0.04)
+        return [QueryOutcome([], "sum", np.zeros(1)) for _ in specs]
+
+    batcher = QueryBatcher(run_batch, runners=1, max_batch=32, max_wait_s=0.002)
+
+    def client() -> None:
+        for _ in range(12):
+            batcher.submit(text_spec("q"))
+            time.sleep(rng.uniform(0.0, 0.012))
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    batcher.close()
+    assert batcher.stats.queries == 96
+    assert batcher.stats.mean_batch >= 6, batcher.stats  # the first batch may be short; the rest gather all eight
 
 
 def test_concurrent_http_searches_answer_what_sequential_ones_do(server_case: ServerCase) -> None:  # noqa: F811
