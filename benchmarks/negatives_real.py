@@ -9,7 +9,8 @@ the hand labels of benchmarks/data/negatives_truth.json, for the ImageNet photos
 is a parrot; benchmarks/data/imagenet_hierarchy.json).
 
 Queries (positive, negative): a cat / black; a bird / a parrot; a dog / a terrier; a fish / a shark; an animal / a
-dog. For each negative mode (none, subtract, penalty, exclude; `pixquery.query.negatives`), over the top `--k`:
+dog. For each negative mode (none, and the two modes `QuerySpec.negative_mode` accepts: subtract, penalty;
+`pixquery.query.negatives`), over the top `--k`:
 how many results show Y (should fall to 0), and precision of "X and not Y" (should rise), averaged over queries.
 The last line printed is one JSON object.
 """
@@ -51,7 +52,7 @@ QUERIES: list[tuple[str, str, str, str]] = [  # (positive text, negative text, p
     ("a fish", "a shark", "fish", "shark"),
     ("an animal", "a dog", "animal", "dog"),
 ]
-MODES = ("none", "subtract", "penalty", "exclude")
+MODES = ("none", "subtract", "penalty")  # "none": the query without its negative
 
 
 def truth_sets(lib: Library) -> dict[str, set[int]]:

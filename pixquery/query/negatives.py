@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from pixquery.models.base import l2_normalize
+from pixquery.query.cutoff import robust_stats  # one robust (median, MAD) for the cut-off and the negatives
 
 DEFAULT_SCALE: dict[str, float] = {"subtract": 0.5, "penalty": 1.0}
 TAU_Z = 1.0
@@ -35,12 +36,6 @@ def subtract(query: np.ndarray, negatives: np.ndarray, lambdas: np.ndarray) -> n
     if len(negatives) == 0:
         return query
     return l2_normalize(query - (np.asarray(lambdas, np.float32)[:, None] * negatives).sum(0))
-
-
-def robust_stats(sample_scores: np.ndarray) -> tuple[float, float]:
-    """(median, 1.4826·MAD) of a score sample: centre and spread that the few true matches cannot drag."""
-    median = float(np.median(sample_scores))
-    return median, max(float(np.median(np.abs(sample_scores - median))) * 1.4826, 1e-6)
 
 
 def calibrate(query: np.ndarray, negatives: np.ndarray, sample: np.ndarray, z: float = TAU_Z) -> tuple[np.ndarray, ...]:
