@@ -416,7 +416,7 @@ def test_picking_an_image_starts_a_new_query_unless_combined(page, server_case: 
 
 def test_scores_are_shown_as_what_they_mean(page, live_server, server_case: ServerCase) -> None:  # noqa: F811
     query = server_case.confident_query or server_case.text_query
-    page.goto(f"{live_server.url}/?q={query}")  # "only confident matches" is on by default
+    page.goto(f"{live_server.url}/?q={query}&cutoff=auto")  # "only confident matches", asked for by the link
     wait_until(page, "window.__pixquery.searches > 0")
     with httpx.Client(base_url=live_server.url) as c:
         matches = c.get("/api/search", params={"q": query, "cutoff": "auto"}).json()["matches"]

@@ -178,8 +178,7 @@
     for (const n of query.not) p.append("not", n);
     for (const key of ["folder", "date_from", "date_to"]) if (query[key]) p.set(key, query[key]);
     if (query.sort !== "score") p.set("sort", query.sort);
-    if (!query.cutoff) p.set("cutoff", "off");
-    else if (query.cutoff !== "auto") p.set("cutoff", query.cutoff);
+    if (query.cutoff) p.set("cutoff", query.cutoff); // off by default: the closest images, ranked
     if (query.scope && query.scope.kind === "tag") p.set("tag", query.scope.tag);
     if (query.scope && query.scope.kind === "cluster") p.set("cluster", query.scope.id);
     if (query.order !== "date") p.set("order", query.order);
@@ -835,7 +834,7 @@
   function filtersActive() {
     return Boolean(
       $("not").value.trim() || $("folder").value.trim() || $("date-from").value || $("date-to").value ||
-        $("sort").value !== "score" || $("method").value !== "auto" || !$("cutoff").checked,
+        $("sort").value !== "score" || $("method").value !== "auto" || $("cutoff").checked,
     );
   }
   for (const id of FILTER_INPUTS) {
@@ -854,7 +853,7 @@
     for (const id of ["not", "folder", "date-from", "date-to"]) $(id).value = "";
     $("sort").value = "score";
     $("method").value = "auto";
-    $("cutoff").checked = true;
+    $("cutoff").checked = false;
     state.cutoffRule = "auto";
     $("filters-dot").hidden = true;
     if (state.view === "photos") load();
@@ -1298,7 +1297,9 @@
     $("order").value = p.get("order") === "added" ? "added" : "date";
     $("scores").checked = state.showScores;
     const cutoff = p.get("cutoff");
-    $("cutoff").checked = cutoff !== "off";
+    // Off unless the link asks for it ("off" is what older links carry): measured on small collections the
+    // calibrated cut-off keeps too few true matches to be the first thing a user sees (docs/organize.md).
+    $("cutoff").checked = Boolean(cutoff) && cutoff !== "off";
     state.cutoffRule = cutoff && cutoff !== "off" ? cutoff : "auto";
     $("filters-dot").hidden = !filtersActive();
     const like = Number(p.get("like"));
