@@ -75,15 +75,19 @@ MAX_LANES = 4
 
 
 def default_lanes(threads: int | None = None) -> int:
-    """Image-tower lanes for indexing: one per core (up to MAX_LANES), each session on cores // lanes threads.
+    """Image-tower lanes for indexing: `PIXQUERY_LANES` if set (at most MAX_LANES), else one session on every core.
 
-    Measured on 2 AVX2 cores with random ViT-B-32 (benchmarks/index_throughput.py): two single-threaded sessions run
-    side by side embed more images per second than one session on two threads, whose operators wait for each
-    other at every step. An explicit `threads` asks for one session on that many threads instead.
+    Several single-threaded sessions side by side (`image_lanes`) were expected to beat one session on every core,
+    whose operators wait for each other at every step, and did under heavy load from other jobs; on a quiet 2-core
+    AVX2 machine they do not (benchmarks/index_throughput.py, 12-MP JPEGs, batch 32): ViT-B-32-256 fp32 forward
+    9.7-9.9 images/s with 2 lanes against 11.9-12.3 with one session, ViT-B-32 int8 25.1-25.2 against 29.5-30.2.
+    So one lane is the default; a machine where lanes measure faster sets PIXQUERY_LANES. An explicit `threads`
+    asks for one session on that many threads.
     """
     if threads:
         return 1
-    return max(1, min(MAX_LANES, os.cpu_count() or 1))
+    wanted = os.environ.get("PIXQUERY_LANES", "").strip()
+    return max(1, min(MAX_LANES, int(wanted))) if wanted.isdigit() else 1
 
 
 def session_options(threads: int | None = None) -> Any:
