@@ -145,7 +145,7 @@ def embed_images(items: list[WeightedImage], ctx: SearchContext) -> np.ndarray:
             except KeyError:
                 raise NotFoundError(f"no indexed image has id {item.catalog_id}") from None
             continue
-        from pixquery.media.decode import ImageDecodeError, open_image  # a text query never decodes an image
+        from pixquery.media.decode import ImageDecodeError, open_image  # only here: a text query decodes nothing
 
         try:
             image = item.image if item.image is not None else open_image(item.path)
