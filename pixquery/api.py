@@ -335,7 +335,7 @@ class Library:
     def context(self) -> SearchContext:
         """What the query engine runs against (for programs that pass their own captioner, rewriter, ...)."""
         _, catalog = self._require_index()
-        return SearchContext(self.encoder, self.store, catalog)
+        return SearchContext(self.encoder, self.store, catalog, read_indexed=self.read_image)
 
     def search(
         self,

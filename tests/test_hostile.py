@@ -409,3 +409,30 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(tmp_path: Pa
     # (stateful): about 1,400 requests in 20 s here.
     assert report["test_cases"]["generated"] >= 300 and report["test_cases"]["with_failures"] == 0, output
     assert report["operations"]["tested"] == report["operations"]["total"] >= 11
+
+
+def test_a_reference_image_of_a_composed_query_is_read_only_while_it_is_the_file_indexed(tmp_path: Path) -> None:
+    # Captioner plugins may ask a reference for its pixels (`Reference.pil`); for an indexed image they come through
+    # the facade's verified reader, so a file swapped for a link outside the roots never reaches them.
+    from pixquery.errors import StaleFileError
+    from pixquery.query.engine import _references
+    from pixquery.query.spec import WeightedImage
+
+    root, outside = tmp_path / "photos", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    _png(root / "a.png", (64, 64), (250, 0, 0))
+    _png(root / "b.png", (64, 64), (0, 250, 0))
+    _png(outside / "secret.png", (64, 48), (1, 2, 3))
+    with Library.open(tmp_path / "index", model="mini") as lib:
+        lib.index([root], workers=1)
+        file_id = next(r.id for r in lib.catalog.all_files() if Path(r.path).name == "a.png")
+        ctx = lib.context()
+        vectors = lib.store.get(np.array([file_id]))
+        (reference,) = _references([WeightedImage(catalog_id=file_id)], vectors, ctx)
+        assert reference.pil().size == (64, 64) and reference.pil().getpixel((0, 0))[0] > 200
+        (root / "a.png").unlink()
+        (root / "a.png").symlink_to(outside / "secret.png")
+        (swapped,) = _references([WeightedImage(catalog_id=file_id)], vectors, ctx)
+        with pytest.raises(StaleFileError):
+            swapped.pil()

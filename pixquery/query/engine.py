@@ -20,11 +20,14 @@ vectors, then each query's own steps as above.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 from pixquery.errors import NotFoundError, QueryError
 from pixquery.models.base import Encoder
@@ -80,6 +83,8 @@ class SearchContext:
         vocabulary: words for the inversion method and the default query bank (list or file; None = shipped).
         query_bank: texts of typical queries for hubness reduction and the "bank" cut-off (None = the
             vocabulary in the template "a photo of a {}").
+        read_indexed: decodes an indexed image by catalog id only while it is still the file indexed (the facade's
+            `Library.read_image`); the pixels of a catalog reference come from it, never from its bare path.
     """
 
     encoder: Encoder
@@ -89,6 +94,7 @@ class SearchContext:
     rewriter: Rewriter | None = None
     vocabulary: list[str] | str | None = None
     query_bank: list[str] | None = None
+    read_indexed: Callable[[int], Image.Image] | None = None
     prepared: PreparedBatch | None = None
     """What `run_queries` computed once for a whole batch (None for a query run alone)."""
 
@@ -169,11 +175,15 @@ def _embed_texts(ctx: SearchContext, texts: list[str], long_text: bool = True) -
 def _references(items: list[WeightedImage], vectors: np.ndarray, ctx: SearchContext) -> list[Reference]:
     refs = []
     for item, vector in zip(items, vectors, strict=True):
-        path = item.path
-        if item.catalog_id is not None:
-            row = ctx.catalog.get(item.catalog_id)
-            path = row.path if row is not None else None
-        refs.append(Reference(vector, path, item.image))
+        if item.catalog_id is None:
+            refs.append(Reference(vector, item.path, item.image))
+            continue
+        row = ctx.catalog.get(item.catalog_id)
+        # An indexed image is read only through the context's verified reader: a file swapped since indexing
+        # (a link to something outside the roots) must not reach a captioner.
+        reader = ctx.read_indexed
+        opener = (lambda i=item.catalog_id, read=reader: read(i)) if reader is not None else None
+        refs.append(Reference(vector, row.path if row is not None else None, None, opener))
     return refs
 
 

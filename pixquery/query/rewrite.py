@@ -36,15 +36,20 @@ class Reference:
     vector: np.ndarray
     path: str | None = None
     image: Image.Image | None = field(default=None, repr=False)
+    opener: Callable[[], Image.Image] | None = field(default=None, repr=False)
+    """How to read an indexed image safely (verified to be the file indexed); None: a file the user named."""
 
     def pil(self) -> Image.Image:
         """The image's pixels (opened on first use, so captioners that only need the vector never decode it)."""
         if self.image is None:
-            if self.path is None:
+            if self.opener is not None:
+                self.image = self.opener()
+            elif self.path is None:
                 raise QueryError("this reference image has neither pixels nor a path")
-            from pixquery.media.decode import open_image
+            else:
+                from pixquery.media.decode import open_image
 
-            self.image = open_image(self.path)
+                self.image = open_image(self.path)
         return self.image
 
 
