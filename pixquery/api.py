@@ -30,6 +30,7 @@ from pixquery.errors import (
 )
 from pixquery.fsutil import is_under
 from pixquery.layout import IndexLayout
+from pixquery.media.files import is_not_an_image
 from pixquery.models.base import PRECISIONS, Encoder
 from pixquery.models.registry import DEFAULT_MODEL
 from pixquery.paths import default_index_dir
@@ -52,7 +53,7 @@ Item = FileRow
 """One indexed file as the catalog knows it (path, size, status, metadata); what `Library.item` returns."""
 
 __all__ = ["DEFAULT_MODEL", "Hit", "IndexReport", "Item", "Library", "QueryOutcome", "QuerySpec",
-           "composition_methods", "covering_roots", "export_model"]
+           "composition_methods", "covering_roots", "export_model", "is_not_an_image"]
 
 
 @dataclass

@@ -102,10 +102,12 @@ def _print_index_report(data: dict[str, Any], errors: list[dict[str, Any]], path
         out(f"skipped ({len(problems)}):")
         for item in problems:
             out(f"  {item['path']}: {item['reason']}")
+    from pixquery.api import is_not_an_image
+
     found = data["embedded"] + data["unchanged"] + data["failed"] + data["moved"]
     # No image at all: nothing, or only files that are no image (a folder of documents). Files that are images but
     # could not be used (too large, unreadable folders) are not "no images": their reasons are listed above.
-    if found == 0 and all(item["reason"].startswith("not an image") for item in data["skipped"]):
+    if found == 0 and all(is_not_an_image(item["reason"]) for item in data["skipped"]):
         note(f"no images found under {', '.join(display(str(p)) for p in paths)}: pixquery looks for JPEG, PNG, "
              "WebP, HEIC, TIFF, GIF, BMP, JPEG 2000 and PNM files (hidden folders need --hidden)")
 

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from pixquery.media.files import UnreadableFile, open_regular
+from pixquery.media.files import NOT_AN_IMAGE, UnreadableFile, open_regular
 from pixquery.media.metadata import read_metadata
 
 DEFAULT_MAX_MEGAPIXELS = 100.0
@@ -109,7 +109,7 @@ def _decode(
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
-        raise ImageDecodeError("not an image, or a format Pillow cannot read") from None
+        raise ImageDecodeError(f"{NOT_AN_IMAGE}, or a format Pillow cannot read") from None
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(f"refused as a decompression bomb: {exc}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pixquery.media.files import kind_of, reason_of
+from pixquery.media.files import NOT_AN_IMAGE, kind_of, reason_of
 
 IMAGE_EXTENSIONS = frozenset(
     {
@@ -93,7 +93,7 @@ class _Walk:
         """Whether a file name passes the extension and include/exclude rules (reporting a wrong extension)."""
         ext = extension(path)
         if ext not in self.extensions:
-            self.skip(path, f"not an image file extension ({ext or 'none'})")
+            self.skip(path, f"{NOT_AN_IMAGE} file extension ({ext or 'none'})")
             return False
         if self.include and not _matches(path, self.include):
             return False

@@ -19,6 +19,16 @@ from typing import BinaryIO
 from pixquery.errors import PixqueryError
 
 HASH_CHUNK = 1 << 20
+NOT_AN_IMAGE = "not an image"
+"""How the reason of a file that is no image at all begins, whether discovery says it (a wrong extension) or the
+decoder does (a format Pillow cannot read). Every other reason (corrupt or truncated data, too many pixels, a broken
+link, a FIFO) is a file that should have been readable: reports count the two apart (`is_not_an_image`)."""
+
+
+def is_not_an_image(reason: str) -> bool:
+    """Whether a skip or error reason says the file is no image at all (see `NOT_AN_IMAGE`)."""
+    return reason.startswith(NOT_AN_IMAGE)
+
 _KINDS = (
     (stat.S_ISDIR, "a folder"),
     (stat.S_ISFIFO, "a named pipe (FIFO)"),

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pixquery.api import Hit, Item, Library, QueryOutcome, QuerySpec
+from pixquery.api import Hit, Item, Library, QueryOutcome, QuerySpec, is_not_an_image
 from pixquery.errors import IndexFormatError, NotFoundError, PixqueryError, QueryError, StaleFileError
 from pixquery.progress import ProgressFn
 from pixquery.server.batcher import QueryBatcher
@@ -31,11 +31,6 @@ STATUS_TTL_S = 2.0
 """`Library.info()` walks the index folder (thumbnails included); a status poll every second must not redo it."""
 MAX_FOLDERS = 500
 STREAM_CHUNK = 256 * 1024
-NOT_AN_IMAGE = "not an image"
-"""How the reason of a file that is no image at all begins, from discovery ("not an image file extension (txt)",
-`media.discover`) or from the decoder ("not an image, or a format Pillow cannot read", `media.decode`). Every other
-reason (corrupt or truncated data, too many pixels, a broken link, a folder not readable) is a file that should
-have been readable; the status counts the two apart."""
 BROWSE_FIELDS = {"filters.tags": "tag"}
 """Filter keys the browse form names differently from a search form (see `queries.FORM_FIELDS`)."""
 
@@ -200,7 +195,7 @@ class IndexService:
             # What a person needs to know apart: files that are no images at all (a README, a .txt; nothing to
             # fix) and images that could not be read (corrupt, truncated, too large, a broken link).
             problems = [entry.get("reason") or "" for entry in (*info["errors"], *info["skipped"])]
-            public["not_images"] = sum(reason.startswith(NOT_AN_IMAGE) for reason in problems)
+            public["not_images"] = sum(is_not_an_image(reason) for reason in problems)
             public["unreadable"] = len(problems) - public["not_images"]
             self._status = (now, key, public)
         index = dict(self._status[2])
