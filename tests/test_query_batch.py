@@ -106,8 +106,10 @@ def test_a_batch_answers_what_each_query_answers_alone(tmp_path: Path) -> None:
 
     # The work was shared: one encoder call per long-text setting for every distinct text of the batch, and one
     # search over the stacked distinct vectors of each (filter, k) group; α-QE and the image query search alone.
+    # The query with the automatic cut-off is also embedded as a description, in the same call.
     calls = encoder.text_calls  # type: ignore[attr-defined]
-    assert len(calls) == 2 and len(calls[0]) == len(set(calls[0])) == 8 and calls[1] == ["a red circle"]
+    assert len(calls) == 2 and len(calls[0]) == len(set(calls[0])) == 9 and calls[1] == ["a red circle"]
+    assert "a photo of a yellow triangle." in calls[0]
     assert store.searches == [3, 1, 2, 1, 1, 1, 1, 1]
     assert len(alone_store.searches) == 15 and set(alone_store.searches) == {1}
 

@@ -52,6 +52,10 @@ class Encoder(Protocol):
     """The precision the towers run at: one of `PRECISIONS`."""
     meaningless: bool
     """True for random weights: results are meaningless and the faces say so."""
+    known_concepts: tuple[str, ...]
+    """The names of the concepts a closed-vocabulary model was trained to tell apart (ConSE: its ImageNet classes;
+    empty for an open-vocabulary model such as CLIP). The relevance cut-off counts them among the descriptions a
+    photo is compared with, since for such a model they are what it can say a photo shows."""
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         """One RGB PIL image to the (3, S, S) float32 array the image tower takes (thread-safe)."""
@@ -89,6 +93,7 @@ class EncoderBase:
     context_length: int = 77
     precision: str = "fp32"
     meaningless: bool = False
+    known_concepts: tuple[str, ...] = ()
 
     @property
     def decode_size(self) -> int:

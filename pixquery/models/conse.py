@@ -401,6 +401,7 @@ class ConSEEncoder(EncoderBase):
             raise ModelError(f"conse temperature must be positive, not {temperature!r}")
         self.templates = resolve_templates(templates)
         self.labels = read_labels(labels) if labels is not None else default_labels()
+        self.known_concepts = tuple(self.labels)
         threads = int(threads) if threads else None
         self.cache_dir = cache_root(cache_dir)
         self.text = load_text_encoder(text_backend, threads)

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
 from pixquery.errors import NotFoundError, QueryError
-from pixquery.models.base import Encoder
+from pixquery.models.base import Encoder, l2_normalize
 from pixquery.query import negatives as neg
 from pixquery.query import rerank as rr
 from pixquery.query.collection import calibration_sample, store_cached
@@ -40,6 +40,7 @@ from pixquery.query.cutoff import (
     NULL_WORDS,
     CutoffRule,
     WordNull,
+    describe,
     match_mask,
     null_min_z,
     parse_cutoff,
@@ -438,6 +439,8 @@ def _embed_batch(specs: Sequence[QuerySpec], ctx: SearchContext) -> None:
             lists[(tuple(t.text for t in spec.texts), bool(spec.params.get("long_text", True)))] = None
         if spec.negative_texts:
             lists[(tuple(t.text for t in spec.negative_texts), True)] = None
+        if _describes(spec):
+            lists[(tuple(describe(t.text) for t in spec.texts), True)] = None
     # An int8 tower quantises its activations over its whole input (dynamic quantisation): a text embedded beside
     # others comes out slightly different from the same text embedded with other company, so a query's answer would
     # depend on who else was asking. There each query's texts go in the call that query makes alone.
@@ -514,6 +517,8 @@ def _dba_scores(ctx: SearchContext, q: np.ndarray, vectors: np.ndarray, options:
 def _cutoff_mask(
     rule: CutoffRule, spec: QuerySpec, ctx: SearchContext, q: np.ndarray, ids: np.ndarray, scores: np.ndarray
 ) -> np.ndarray:
+    if _describes(spec):
+        return _described_mask(rule, spec, ctx, q, ids, scores)
     _, sample = calibration_sample(ctx.store)
     sample_scores = sample @ q
     if rule.needs_null:
@@ -526,19 +531,51 @@ def _cutoff_mask(
     return match_mask(rule, scores, sample_scores, stats.mean[rows], stats.std[rows])
 
 
+def _describes(spec: QuerySpec) -> bool:
+    """Whether the query's cut-off is the null rule of a text query (which embeds the query as a description)."""
+    try:
+        rule = parse_cutoff(spec.cutoff)
+    except QueryError:
+        return False
+    return rule is not None and rule.needs_null and bool(spec.texts) and not spec.images
+
+
+def _described_mask(
+    rule: CutoffRule, spec: QuerySpec, ctx: SearchContext, q: np.ndarray, ids: np.ndarray, scores: np.ndarray
+) -> np.ndarray:
+    """The null rule of a text query: each result's score for the query in the bank's words ("a photo of a cat.")
+    against its best rival word's. A negative's penalty (the difference between `scores` and the plain cosines)
+    counts against the described query too."""
+    described_q = l2_normalize(_weights(spec.texts) @ _embed_texts(ctx, [describe(t.text) for t in spec.texts]))
+    vectors = ctx.store.get(ids)
+    penalty = scores - vectors @ q
+    rival = word_null(ctx).best_rival(vectors, [q, described_q])
+    return match_mask(rule, scores, np.zeros(0, np.float32), described=vectors @ described_q + penalty,
+                      item_rival=rival)
+
+
 def word_null(ctx: SearchContext) -> WordNull:
-    """The null cut-off's bank: the shipped common words (embedded once per model, cached on disk) with their score
-    statistics over the collection sample (cached per store content). Words the model cannot tell apart are left
-    out (a closed-vocabulary model gives all unknown words one vector)."""
+    """The null cut-off's bank: the shipped common words and the model's own concept names (`known_concepts`),
+    embedded once per model (cached on disk), with their score statistics over the collection sample (cached per
+    store content; only queries without text use them). Words the model cannot tell apart are left out (a
+    closed-vocabulary model gives all unknown words one vector)."""
 
     def build() -> WordNull:
-        words = load_words(NULL_WORDS)
+        words = null_words(ctx.encoder)
         vectors = embed_words(ctx.encoder, words, NULL_TEMPLATE)
         keep = distinguishable(vectors)
         _, sample = calibration_sample(ctx.store)
         return WordNull.build(vectors[keep], sample, embed_words(ctx.encoder, words, "{}")[keep])
 
     return store_cached(ctx.store, ("null", encoder_identity(ctx.encoder)), build)
+
+
+def null_words(encoder: Encoder) -> list[str]:
+    """The null's descriptions: `NULL_WORDS` and the encoder's `known_concepts`, each once (case ignored)."""
+    words: dict[str, str] = {}
+    for word in [*load_words(NULL_WORDS), *encoder.known_concepts]:
+        words.setdefault(word.strip().lower(), word.strip())
+    return [word for key, word in words.items() if key]
 
 
 def sort_by_date(hits: list[Hit]) -> list[Hit]:
