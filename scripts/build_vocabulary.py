@@ -280,8 +280,8 @@ def build_common(wordnet_dir: str | Path, imagenet_labels: str | Path, min_zipf:
       colours, sports, dances), written in lower case there, that are common
       in English (wordfreq Zipf >= `min_zipf`; this is what drops "dogie" and "chiffonier"), whose first sense
       is not marked as a slur or an insult (a word is judged by the sense a tagger would mean), that are mainly
-      nouns (`noun_first`: not "somewhere", "hind", "black") and that are not superordinates (`GENERIC_WORDS`:
-      not "holder", "device", "mammal");
+      nouns (`noun_first`: not "somewhere", "hind", "back"; colours excepted) and that are not superordinates
+      (`GENERIC_WORDS`: not "holder", "device", "mammal");
     * ImageNet-1k class names of at most two words, each of them common (Zipf >= 3), written in lower case;
     * COCO's 80 object classes and hand-written lists of people, scenes, activities and photo styles.
 
@@ -306,10 +306,13 @@ def build_common(wordnet_dir: str | Path, imagenet_labels: str | Path, min_zipf:
             _descends_from(offset, root, synsets) for root in VISUAL_ROOTS.get(lexfile, ())
         )
         least = min_zipf + (SUBSTANCE_EXTRA_ZIPF if lexfile == 27 else 0.0)
+        # Colours are adjectives first ("red") but a visual family kept on purpose: people search and tag by colour.
+        colour = lexfile == 7 and visual
         if (
             visual and lemma.isalpha() and lemma in written and offset not in offensive_first
             and lemma not in EXCLUDED_LEMMAS and lemma not in GENERIC_WORDS
-            and noun_first(lemma, semcor, modifiers, attributive) and zipf_frequency(lemma, "en") >= least
+            and (colour or noun_first(lemma, semcor, modifiers, attributive))
+            and zipf_frequency(lemma, "en") >= least
         ):
             words[lemma] = None
     for label in Path(imagenet_labels).read_text(encoding="utf-8").splitlines():
