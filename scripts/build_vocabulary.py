@@ -31,6 +31,9 @@ _OFFENSIVE_GLOSS = re.compile(
     r"sexual|prostitut|ugly|obese|fat person|racist|ethnic)",
     re.IGNORECASE,
 )
+# Glosses of nicknames ("doggy": "informal terms for dogs"; "tummy": "slang for a paunch"): the curated list keeps the
+# plain word ("dog"), which the nickname otherwise crowds out of names and tags.
+_INFORMAL_GLOSS = re.compile(r"\s*(informal terms? for|slang for)\b", re.IGNORECASE)
 # Insults whose glosses carry no marker the pattern above catches.
 EXCLUDED_LEMMAS: frozenset[str] = frozenset({"slut", "hussy", "trollop", "strumpet", "fornicatress", "slattern"})
 _TAXONOMIC = re.compile(r"^(genus|family|order|class|subclass|suborder|phylum|division|subfamily|superfamily) ")
@@ -241,13 +244,20 @@ def _semcor_by_part_of_speech(wordnet_dir: Path) -> dict[str, dict[str, int]]:
     return counts
 
 
-def _modifier_lemmas(wordnet_dir: Path) -> tuple[set[str], set[str]]:
-    """(lemmas that WordNet also lists as adjectives or adverbs, those of them marked "(a)": adjectives used only
-    before a noun, such as "hind" in "hind legs")."""
-    modifiers, attributive = set(), set()
+def _sense_counts(wordnet_dir: Path, part: str) -> dict[str, int]:
+    """lemma -> how many senses WordNet gives it in `part` ("noun", "adj", "adv"; index.PART's synset_cnt)."""
+    with open(wordnet_dir / f"index.{part}", encoding="latin-1") as fh:
+        return {f[0]: int(f[2]) for f in (line.split() for line in fh if not line.startswith(" "))}
+
+
+def _modifier_lemmas(wordnet_dir: Path) -> tuple[dict[str, int], set[str]]:
+    """(lemma -> its number of adjective and adverb senses, for lemmas WordNet also lists as adjectives or adverbs;
+    those marked "(a)": adjectives used only before a noun, such as "hind" in "hind legs")."""
+    modifiers: dict[str, int] = {}
+    attributive: set[str] = set()
     for part in ("adj", "adv"):
-        with open(wordnet_dir / f"index.{part}", encoding="latin-1") as fh:
-            modifiers.update(line.split()[0] for line in fh if not line.startswith(" "))
+        for lemma, senses in _sense_counts(wordnet_dir, part).items():
+            modifiers[lemma] = modifiers.get(lemma, 0) + senses
     with open(wordnet_dir / "data.adj", encoding="latin-1") as fh:
         for line in fh:
             if not line.startswith(" "):
@@ -260,16 +270,21 @@ MIN_SEMCOR_EVIDENCE = 3
 "plum" (adjective 2, noun 0) stay."""
 
 
-def noun_first(lemma: str, semcor: dict[str, dict[str, int]], modifiers: set[str], attributive: set[str]) -> bool:
+def noun_first(
+    lemma: str, semcor: dict[str, dict[str, int]], noun_senses: dict[str, int], modifiers: dict[str, int],
+    attributive: set[str],
+) -> bool:
     """Whether `lemma` is mainly a noun: WordNet orders senses by frequency only *within* a part of speech, so the
-    parts are compared by SemCor's sense-tagged counts ("somewhere": adverb 30, noun 0; "black": adjective 68, noun
-    4). A word never tagged either way goes when it is an attributive-only adjective ("hind", as in "hind legs")."""
+    parts are compared by SemCor's sense-tagged counts ("somewhere": adverb 30, noun 0; "small": adjective 242, noun
+    1). A word SemCor never tags either way goes when it is an attributive-only adjective ("hind", as in "hind
+    legs") or has at least as many adjective and adverb senses as noun senses ("ornamental", "cosy"; "birch" with
+    3 noun senses and 1 adjective sense stays)."""
     if lemma not in modifiers:
         return True
     counts = semcor.get(lemma, {})
     noun, modifier = counts.get("n", 0), max(counts.get("a", 0), counts.get("r", 0))
     if noun == 0 and modifier == 0:
-        return lemma not in attributive
+        return lemma not in attributive and noun_senses.get(lemma, 0) > modifiers[lemma]
     return noun >= modifier or modifier < MIN_SEMCOR_EVIDENCE
 
 
@@ -277,10 +292,10 @@ def build_common(wordnet_dir: str | Path, imagenet_labels: str | Path, min_zipf:
     """The curated vocabulary: common, concrete words people recognise, a few thousand.
 
     * WordNet single-word nouns whose *first* (most frequent) sense is a visible thing (`COMMON_LEXFILES`,
-      colours, sports, dances), written in lower case there, that are common
-      in English (wordfreq Zipf >= `min_zipf`; this is what drops "dogie" and "chiffonier"), whose first sense
-      is not marked as a slur or an insult (a word is judged by the sense a tagger would mean), that are mainly
-      nouns (`noun_first`: not "somewhere", "hind", "back"; colours excepted) and that are not superordinates
+      colours, sports, dances), written in lower case there, that are common in English (wordfreq Zipf >=
+      `min_zipf`; this is what drops "dogie" and "chiffonier"), whose first sense is not marked as a slur, an
+      insult or a nickname ("doggy"; a word is judged by the sense a tagger would mean), that are mainly nouns
+      (`noun_first`: not "somewhere", "hind", "small"; colours excepted) and that are not superordinates
       (`GENERIC_WORDS`: not "holder", "device", "mammal");
     * ImageNet-1k class names of at most two words, each of them common (Zipf >= 3), written in lower case;
     * COCO's 80 object classes and hand-written lists of people, scenes, activities and photo styles.
@@ -294,10 +309,12 @@ def build_common(wordnet_dir: str | Path, imagenet_labels: str | Path, min_zipf:
     first = _index_senses(wordnet_dir)
     semcor = _semcor_by_part_of_speech(wordnet_dir)
     modifiers, attributive = _modifier_lemmas(wordnet_dir)
+    noun_senses = _sense_counts(wordnet_dir, "noun")
     offensive_first = set()
     with open(wordnet_dir / "data.noun", encoding="latin-1") as fh:
         for line in fh:
-            if not line.startswith(" ") and _OFFENSIVE_GLOSS.search(line.partition("|")[2]):
+            gloss = line.partition("|")[2]
+            if not line.startswith(" ") and (_OFFENSIVE_GLOSS.search(gloss) or _INFORMAL_GLOSS.match(gloss)):
                 offensive_first.add(line.split()[0])
     words: dict[str, None] = {}
     for lemma, offset in first.items():
@@ -311,7 +328,7 @@ def build_common(wordnet_dir: str | Path, imagenet_labels: str | Path, min_zipf:
         if (
             visual and lemma.isalpha() and lemma in written and offset not in offensive_first
             and lemma not in EXCLUDED_LEMMAS and lemma not in GENERIC_WORDS
-            and (colour or noun_first(lemma, semcor, modifiers, attributive))
+            and (colour or noun_first(lemma, semcor, noun_senses, modifiers, attributive))
             and zipf_frequency(lemma, "en") >= least
         ):
             words[lemma] = None
