@@ -1,5 +1,5 @@
-"""Names people recognise: cluster names and open tags on real photos, with the broad WordNet vocabulary (before)
-and the curated common one (after).
+"""Names people recognise: cluster names, open tags and stored labels on real photos, with the broad WordNet vocabulary
+("before" in the JSON) and the curated common one ("after"); the old automatic k and the old label rule beside them.
 
     python benchmarks/naming_real.py [--photos DIR] [--model conse]
 
@@ -14,7 +14,10 @@ benchmarks/data/imagenet_hierarchy.json), or is the class's own name.
   for them, the number of clusters, their names, and the adjusted mutual information (AMI) of the clusters with a
   coarse WordNet grouping (each photo's class replaced by its ancestor `COARSE_STEPS` steps up, 110 groups on the
   sample). Beside it, in the same run, the old automatic k (the best silhouette over 2..20, which picked k=2).
-* Labels (`Library.tag` with `LABELS`, 20 common words): the share of stored labels that are right, and how many.
+* Labels (`Library.tag` with `LABELS`, 20 common words): the share of stored labels that are right, and how many,
+  with the rule of issue #19 (a stored label reaches half the best label's probability) and without it.
+
+The figures of the code before issue #19 (old vocabulary, k and names): run this script from a checkout of it.
 
 The last line printed is one JSON object.
 """
