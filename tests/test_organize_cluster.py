@@ -89,6 +89,9 @@ def test_names_are_what_most_members_show_and_never_repeat() -> None:
     # Two clusters that both show one word best still get different first names.
     twin = name_clusters(np.vstack([vectors[:10], vectors[:10]]), np.repeat([0, 1], 10), [0, 1], vocab)
     assert twin[0][0][0] != twin[1][0][0]
+    # More clusters than voted words (a small vocabulary): the later ones get the free word nearest their centre.
+    many = name_clusters(vectors, np.arange(30) % 6, list(range(6)), vocab, votes_per_image=1)
+    assert len({n[0][0] for n in many[:4]}) == 4
 
 
 @pytest.fixture(scope="module")

@@ -131,7 +131,9 @@ def name_clusters(
     CSLS hubness correction); a cluster is named by the concepts most of its members vote for. Naming by the
     members' own tags instead of by the centre's most distinctive word ("setup", "tidy" for mixed clusters on
     the 1,000-photo ImageNet sample) gives the words a person reads off the photos ("dog", "vehicle", "insect"):
-    benchmarks/naming_real.py. Larger clusters choose first, so a small cluster does not take a big one's name.
+    benchmarks/naming_real.py. Larger clusters choose first, so a small cluster does not take a big one's name; a
+    cluster whose voted words are all taken gets the free word nearest its centre (share 0), so first names differ
+    whenever the vocabulary has as many words as there are clusters.
     """
     if len(cluster_ids) == 0 or len(vocab) == 0:
         return [[] for _ in cluster_ids]
@@ -144,7 +146,11 @@ def name_clusters(
         votes = Counter(word for i in members.tolist() for word, _ in tags[i])
         ranked = [(w, n / len(members)) for w, n in sorted(votes.items(), key=lambda kv: (-kv[1], kv[0]))]
         fresh = [pair for pair in ranked if pair[0] not in taken]
-        names = (fresh or ranked)[:n_names]
+        if not fresh:  # every voted word is taken (a small vocabulary, many clusters): the nearest free word
+            centre = l2_normalize(vectors[members].mean(axis=0, keepdims=True))[0]
+            free = [w for w in np.argsort(-(vocab.vectors @ centre)).tolist() if vocab.words[w] not in taken]
+            fresh = [(vocab.words[w], 0.0) for w in free[:1]]
+        names = (fresh + [pair for pair in ranked if pair not in fresh])[:n_names]
         taken.add(names[0][0])
         chosen[position] = names
     return [chosen[p] for p in range(len(cluster_ids))]
