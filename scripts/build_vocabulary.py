@@ -31,6 +31,9 @@ _OFFENSIVE_GLOSS = re.compile(
     r"sexual|prostitut|ugly|obese|fat person|racist|ethnic)",
     re.IGNORECASE,
 )
+# Glosses of nicknames ("doggy": "informal terms for dogs"; "tummy": "slang for a paunch"): the curated list keeps the
+# plain word ("dog"), which the nickname otherwise crowds out of names and tags.
+_INFORMAL_GLOSS = re.compile(r"\s*(informal terms? for|slang for)\b", re.IGNORECASE)
 # Insults whose glosses carry no marker the pattern above catches.
 EXCLUDED_LEMMAS: frozenset[str] = frozenset({"slut", "hussy", "trollop", "strumpet", "fornicatress", "slattern"})
 _TAXONOMIC = re.compile(r"^(genus|family|order|class|subclass|suborder|phylum|division|subfamily|superfamily) ")
@@ -207,13 +210,93 @@ def _index_senses(wordnet_dir: Path) -> dict[str, str]:
     return first
 
 
+GENERIC_WORDS: frozenset[str] = frozenset({
+    # kinds of anything: what a thing is *for* or *made of*, not what it is ("holder", "device", "stuff")
+    "accessory", "additive", "adjunct", "aggregate", "apparatus", "appliance", "article", "commodity", "component",
+    "constituent", "container", "covering", "device", "equipment", "essential", "fixture", "fragment", "gadget",
+    "hardware", "holder", "implement", "ingredient", "item", "material", "merchandise", "mixture", "object",
+    "output", "part", "parts", "piece", "product", "provisions", "remains", "scrap", "segment", "solid", "souvenir",
+    "structure", "stuff", "substance", "supply", "thing", "unit", "ware", "waste",
+    # places and extents that fit every photo ("area", "side", "top")
+    "area", "end", "facility", "locality", "location", "place", "position", "premises", "region", "sector", "setting",
+    "side", "site", "spot", "surface", "territory", "top", "whereabouts", "world", "zone",
+    # every photo is one
+    "footage", "image", "photo", "photograph", "picture", "snapshot",
+    # biology above the basic level: a person says "dog" or "bird", not "mammal" ("pet" is a role, not a kind)
+    "animal", "creature", "invertebrate", "mammal", "organism", "pet", "vertebrate",
+})
+"""Superordinate words (above Rosch's basic level): WordNet files them as concrete nouns, but they name a kind of
+anything, a role or an extent, so they fit every photo a little and no photo well; an automatic name or tag of this
+kind tells the user nothing (measured: "holder" named 604 of 1,000 ImageNet photos). The basic-level words under them
+("dog", "bottle", "beach") stay."""
+
+
+def _semcor_by_part_of_speech(wordnet_dir: Path) -> dict[str, dict[str, int]]:
+    """lemma -> {"n", "v", "a", "r": how often SemCor tags it with a sense of that part of speech} (cntlist.rev)."""
+    kinds = {"1": "n", "2": "v", "3": "a", "4": "r", "5": "a"}  # 5: adjective satellite
+    counts: dict[str, dict[str, int]] = {}
+    with open(wordnet_dir / "cntlist.rev", encoding="latin-1") as fh:
+        for line in fh:
+            key, _, count = line.split()
+            lemma, _, sense = key.partition("%")
+            by_kind = counts.setdefault(lemma, {})
+            by_kind[kinds[sense[0]]] = by_kind.get(kinds[sense[0]], 0) + int(count)
+    return counts
+
+
+def _sense_counts(wordnet_dir: Path, part: str) -> dict[str, int]:
+    """lemma -> how many senses WordNet gives it in `part` ("noun", "adj", "adv"; index.PART's synset_cnt)."""
+    with open(wordnet_dir / f"index.{part}", encoding="latin-1") as fh:
+        return {f[0]: int(f[2]) for f in (line.split() for line in fh if not line.startswith(" "))}
+
+
+def _modifier_lemmas(wordnet_dir: Path) -> tuple[dict[str, int], set[str]]:
+    """(lemma -> its number of adjective and adverb senses, for lemmas WordNet also lists as adjectives or adverbs;
+    those marked "(a)": adjectives used only before a noun, such as "hind" in "hind legs")."""
+    modifiers: dict[str, int] = {}
+    attributive: set[str] = set()
+    for part in ("adj", "adv"):
+        for lemma, senses in _sense_counts(wordnet_dir, part).items():
+            modifiers[lemma] = modifiers.get(lemma, 0) + senses
+    with open(wordnet_dir / "data.adj", encoding="latin-1") as fh:
+        for line in fh:
+            if not line.startswith(" "):
+                attributive.update(w[: -len("(a)")] for w in line.partition("|")[0].split() if w.endswith("(a)"))
+    return modifiers, attributive
+
+
+MIN_SEMCOR_EVIDENCE = 3
+"""Fewer adjective or adverb taggings than this in SemCor (a 230,000-word corpus) decide nothing: "olive" and
+"plum" (adjective 2, noun 0) stay."""
+
+
+def noun_first(
+    lemma: str, semcor: dict[str, dict[str, int]], noun_senses: dict[str, int], modifiers: dict[str, int],
+    attributive: set[str],
+) -> bool:
+    """Whether `lemma` is mainly a noun: WordNet orders senses by frequency only *within* a part of speech, so the
+    parts are compared by SemCor's sense-tagged counts ("somewhere": adverb 30, noun 0; "small": adjective 242, noun
+    1). A word SemCor never tags either way goes when it is an attributive-only adjective ("hind", as in "hind
+    legs") or has at least as many adjective and adverb senses as noun senses ("ornamental", "cosy"; "birch" with
+    3 noun senses and 1 adjective sense stays)."""
+    if lemma not in modifiers:
+        return True
+    counts = semcor.get(lemma, {})
+    noun, modifier = counts.get("n", 0), max(counts.get("a", 0), counts.get("r", 0))
+    if noun == 0 and modifier == 0:
+        return lemma not in attributive and noun_senses.get(lemma, 0) > modifiers[lemma]
+    return noun >= modifier or modifier < MIN_SEMCOR_EVIDENCE
+
+
 def build_common(wordnet_dir: str | Path, imagenet_labels: str | Path, min_zipf: float = COMMON_ZIPF) -> list[str]:
     """The curated vocabulary: common, concrete words people recognise, a few thousand.
 
     * WordNet single-word nouns whose *first* (most frequent) sense is a visible thing (`COMMON_LEXFILES`,
-      colours, sports, dances), written in lower case there, that are common
-      in English (wordfreq Zipf >= `min_zipf`; this is what drops "dogie" and "chiffonier"), and whose first sense
-      is not marked as a slur or an insult (a word is judged by the sense a tagger would mean);
+      colours, sports, dances), written in lower case there, that are common in English (wordfreq Zipf >=
+      `min_zipf`; this is what drops "dogie" and "chiffonier"), whose first sense is not marked as a slur, an
+      insult or a nickname ("doggy"; a word is judged by the sense a tagger would mean), that are mainly nouns
+      (`noun_first`: not "somewhere", "hind", "small"; colours excepted) and that are not superordinates
+      (`GENERIC_WORDS`: not "holder", "device", "mammal");
     * ImageNet-1k class names of at most two words, each of them common (Zipf >= 3), written in lower case;
     * COCO's 80 object classes and hand-written lists of people, scenes, activities and photo styles.
 
@@ -224,10 +307,14 @@ def build_common(wordnet_dir: str | Path, imagenet_labels: str | Path, min_zipf:
     wordnet_dir = Path(wordnet_dir)
     synsets, _ = _read_noun_synsets(wordnet_dir)
     first = _index_senses(wordnet_dir)
+    semcor = _semcor_by_part_of_speech(wordnet_dir)
+    modifiers, attributive = _modifier_lemmas(wordnet_dir)
+    noun_senses = _sense_counts(wordnet_dir, "noun")
     offensive_first = set()
     with open(wordnet_dir / "data.noun", encoding="latin-1") as fh:
         for line in fh:
-            if not line.startswith(" ") and _OFFENSIVE_GLOSS.search(line.partition("|")[2]):
+            gloss = line.partition("|")[2]
+            if not line.startswith(" ") and (_OFFENSIVE_GLOSS.search(gloss) or _INFORMAL_GLOSS.match(gloss)):
                 offensive_first.add(line.split()[0])
     words: dict[str, None] = {}
     for lemma, offset in first.items():
@@ -236,9 +323,13 @@ def build_common(wordnet_dir: str | Path, imagenet_labels: str | Path, min_zipf:
             _descends_from(offset, root, synsets) for root in VISUAL_ROOTS.get(lexfile, ())
         )
         least = min_zipf + (SUBSTANCE_EXTRA_ZIPF if lexfile == 27 else 0.0)
+        # Colours are adjectives first ("red") but a visual family kept on purpose: people search and tag by colour.
+        colour = lexfile == 7 and visual
         if (
             visual and lemma.isalpha() and lemma in written and offset not in offensive_first
-            and lemma not in EXCLUDED_LEMMAS and zipf_frequency(lemma, "en") >= least
+            and lemma not in EXCLUDED_LEMMAS and lemma not in GENERIC_WORDS
+            and (colour or noun_first(lemma, semcor, noun_senses, modifiers, attributive))
+            and zipf_frequency(lemma, "en") >= least
         ):
             words[lemma] = None
     for label in Path(imagenet_labels).read_text(encoding="utf-8").splitlines():

@@ -14,7 +14,13 @@ from sklearn.metrics import adjusted_mutual_info_score
 from pixquery.api import Library
 from pixquery.models.base import ModelError, l2_normalize
 from pixquery.models.registry import load_encoder
-from pixquery.organize.cluster import centroids, cluster_vectors, name_clusters
+from pixquery.organize.cluster import (
+    STRUCTURE_SILHOUETTE,
+    centroids,
+    cluster_vectors,
+    least_k,
+    name_clusters,
+)
 from pixquery.organize.contact_sheet import contact_sheet
 from pixquery.organize.open_tags import Vocabulary
 from pixquery.synth.render import render_scene
@@ -61,17 +67,31 @@ def test_degenerate_inputs_give_one_cluster_or_none() -> None:
         cluster_vectors(np.ones((3, 4), np.float32), method="dbscan")
 
 
-def test_names_are_the_distinctive_words_and_never_repeat() -> None:
+def test_without_clear_structure_automatic_k_gives_groups_to_browse_not_two_halves() -> None:
+    # 400 points spread evenly over a 64-d sphere (like one photo each of many subjects): the silhouette is low at
+    # every k and would pick 2; the collection gets least_k(400) = 8 groups or more instead.
+    spread = l2_normalize(np.random.default_rng(4).normal(size=(400, 64)))
+    _, info = cluster_vectors(spread, k="auto", max_k=12)
+    assert max(info["silhouette"].values()) < STRUCTURE_SILHOUETTE
+    assert least_k(400) == 8 and 8 <= info["k"] <= 12
+    assert least_k(1000) == 12 and least_k(10) == 2
+
+
+def test_names_are_what_most_members_show_and_never_repeat() -> None:
     vectors, truth = blobs(3, 10, spread=0.02)
     _, centres = centroids(vectors, truth)
-    generic = l2_normalize(centres.mean(axis=0, keepdims=True))  # near all clusters, distinctive for none
+    generic = l2_normalize(centres.mean(axis=0, keepdims=True))  # near all clusters, what none of them shows best
     words = ["alpha", "beta", "gamma", "thing"]
     vocab = Vocabulary(words, l2_normalize(np.vstack([centres + 0.01, generic])))
-    names = name_clusters(centres, vocab)
+    names = name_clusters(vectors, truth, [0, 1, 2], vocab)
     assert [n[0][0] for n in names] == ["alpha", "beta", "gamma"]
-    # Two clusters that both fit one word best still get different first names.
-    twin = name_clusters(np.vstack([centres[:1], centres[:1]]), vocab)
+    assert names[0][0][1] == pytest.approx(1.0)  # every member votes for its cluster's word
+    # Two clusters that both show one word best still get different first names.
+    twin = name_clusters(np.vstack([vectors[:10], vectors[:10]]), np.repeat([0, 1], 10), [0, 1], vocab)
     assert twin[0][0][0] != twin[1][0][0]
+    # More clusters than voted words (a small vocabulary): the later ones get the free word nearest their centre.
+    many = name_clusters(vectors, np.arange(30) % 6, list(range(6)), vocab, votes_per_image=1)
+    assert len({n[0][0] for n in many[:4]}) == 4
 
 
 @pytest.fixture(scope="module")

@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="no labels: pick tags from the shipped vocabulary of common words")
     p.add_argument("--vocabulary", type=Path, default=None, metavar="FILE",
                    help="for --open: your own word list (one per line), or a shipped list by name: common (the "
-                        "default, ~2,800 common words) or concepts (17k WordNet nouns)")
+                        "default, ~2,600 common words) or concepts (17k WordNet nouns)")
     p.add_argument("--method", default="auto", choices=("auto", "single", "ensemble", "autoclip"),
                    help="prompting: one template, an ensemble, or AutoCLIP's weighted ensemble (auto)")
     p.add_argument("--templates", default=None, help="prompt templates: clip80, curated7 or a file")
@@ -232,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     _json_option(p)
 
     p = _command(sub, "cluster", "organize:cluster", "group the collection into named clusters")
-    p.add_argument("--k", default="auto", help="number of clusters, or auto (silhouette)")
+    p.add_argument("--k", default="auto", help="number of clusters, or auto (best silhouette; enough groups to browse "
+                   "when the collection has no clear structure)")
     p.add_argument("--method", default="kmeans", choices=("kmeans", "hdbscan"), help="clustering method")
     p.add_argument("--vocabulary", type=Path, default=None, metavar="FILE",
                    help="words to name clusters with: a file, or common (default) or concepts")

@@ -1,7 +1,7 @@
 """Vocabulary-free tagging in the manner of CaSED (Conti et al., NeurIPS 2023): tags with no label list.
 
 CaSED retrieves captions near an image, takes their nouns as candidate names and scores each candidate by both the
-image and the retrieved text. Here the candidate source is a vocabulary (by default the shipped curated list of ~2,800
+image and the retrieved text. Here the candidate source is a vocabulary (by default the shipped curated list of ~2,600
 common, concrete words people recognise, `pixquery/data/vocabulary/common.txt`; or "concepts", 17k WordNet nouns; or
 the user's list), embedded once per model and cached on disk, and the retrieval context is the collection itself:
 
