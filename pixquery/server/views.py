@@ -71,7 +71,7 @@ def install_views(app: FastAPI, service: IndexService, deps: list[DependsParam])
 
     @app.post("/api/clusters", tags=["views"], dependencies=deps, status_code=202, responses=ERRORS)
     def clusters_start(
-        k: Annotated[str, Query(description=f"number of clusters (2-{MAX_CLUSTERS}) or 'auto' (silhouette)")]
+        k: Annotated[str, Query(description=f"number of clusters (2-{MAX_CLUSTERS}) or 'auto' (chosen by silhouette)")]
         = "auto",
         method: Annotated[str, Query(pattern="^(kmeans|hdbscan)$", description="kmeans or hdbscan")] = "kmeans",
     ) -> dict[str, Any]:
