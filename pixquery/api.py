@@ -538,8 +538,9 @@ class Library:
         seed: int = 0,
         progress: ProgressFn = no_progress,
     ) -> dict[str, Any]:
-        """Named clusters with representative images, JSON-ready. `k`: a number or "auto" (silhouette, or at least ~sqrt(n/2)/2 groups where it finds no clear structure); `method`:
-        kmeans or hdbscan (which leaves outliers unclustered); `vocabulary`: words to name clusters with."""
+        """Named clusters with representative images, JSON-ready. `k`: a number or "auto" (silhouette, or at least
+        ~sqrt(n/2)/2 groups where it finds no clear structure); `method`: kmeans or hdbscan (which leaves outliers
+        unclustered); `vocabulary`: words to name clusters with."""
         from pixquery.organize.cluster import cluster_images
 
         return cluster_images(self.view(), k=k, method=method, vocabulary=vocabulary, seed=seed, progress=progress)
