@@ -31,7 +31,7 @@ ImageNet photos (100 classes held out with their WordNet siblings), class names 
 null rule keeps the present answer 87-93 % of the time (three splits; the misses are photos the model itself
 classifies as something else) and returns nothing for 81-89 % of absent concepts (median 0), in every query style,
 where ``mad:1.5`` (the old "auto") returned 50 of 50 for an absent concept. With the common words alone (what a CLIP
-model gets) the same figures are 0.88-0.94 / 0.67-0.75.
+model gets) the same figures are 0.88-0.94 / 0.67-0.74.
 """
 
 from __future__ import annotations
