@@ -39,6 +39,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -206,14 +207,15 @@ def _gap_mask(scores: np.ndarray, z: np.ndarray, z_min: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class WordNull:
-    """The null of the "null" rule: bank words' unit vectors and each word's robust score statistics over the
-    collection sample, so that any photo's z for every word can be computed."""
+    """The null of the "null" rule: the bank words' unit vectors (in the template and alone) and, for queries without
+    text, each word's robust score statistics over the collection sample, so that any photo's z for every word can
+    be computed. The statistics are worked out on first use: a text query never needs them."""
 
     vectors: np.ndarray
-    median: np.ndarray
-    spread: np.ndarray
     plain: np.ndarray
     """The same words embedded alone (no template), to recognise a query that *is* one of them."""
+    sample: np.ndarray
+    """The collection's calibration sample (n, d), which the statistics are taken over."""
 
     @classmethod
     def build(cls, word_vectors: np.ndarray, sample: np.ndarray, plain: np.ndarray | None = None) -> WordNull:
@@ -222,12 +224,26 @@ class WordNull:
         plain = word_vectors if plain is None else plain
         if len(word_vectors) == 0 or len(sample) == 0:
             empty = np.zeros((0, word_vectors.shape[1] if word_vectors.ndim == 2 else 0), np.float32)
-            return cls(empty, np.zeros(0, np.float32), np.ones(0, np.float32), empty)
-        scores = sample @ word_vectors.T  # (n, words): 4096 x a few thousand, once per store content
-        median = np.median(scores, axis=0)
-        spread = np.maximum(np.median(np.abs(scores - median), axis=0) * 1.4826, 1e-6)
-        return cls(np.ascontiguousarray(word_vectors, np.float32), median.astype(np.float32),
-                   spread.astype(np.float32), np.ascontiguousarray(plain, np.float32))
+            return cls(empty, empty, np.asarray(sample, np.float32))
+        return cls(np.ascontiguousarray(word_vectors, np.float32), np.ascontiguousarray(plain, np.float32),
+                   np.asarray(sample, np.float32))
+
+    @cached_property
+    def _stats(self) -> tuple[np.ndarray, np.ndarray]:
+        scores = self.sample @ self.vectors.T  # (n, words): 4096 x a few thousand, once per store content
+        median = np.median(scores, axis=0).astype(np.float32)
+        spread = np.maximum(np.median(np.abs(scores - median), axis=0) * 1.4826, 1e-6).astype(np.float32)
+        return median, spread
+
+    @property
+    def median(self) -> np.ndarray:
+        """Each word's median score over the sample."""
+        return self._stats[0]
+
+    @property
+    def spread(self) -> np.ndarray:
+        """Each word's 1.4826·MAD over the sample (at least 1e-6)."""
+        return self._stats[1]
 
     def rivals(self, queries: Sequence[np.ndarray]) -> np.ndarray:
         """Indices of the bank words that are none of `queries` in other words (text cosine, of the word alone or

@@ -19,6 +19,7 @@ vectors, then each query's own steps as above.
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -439,8 +440,9 @@ def _embed_batch(specs: Sequence[QuerySpec], ctx: SearchContext) -> None:
             lists[(tuple(t.text for t in spec.texts), bool(spec.params.get("long_text", True)))] = None
         if spec.negative_texts:
             lists[(tuple(t.text for t in spec.negative_texts), True)] = None
-        if _describes(spec):
-            lists[(tuple(describe(t.text) for t in spec.texts), True)] = None
+        with contextlib.suppress(QueryError):  # a bad cut-off is that query's own error, raised when it runs
+            if _describes(spec, parse_cutoff(spec.cutoff)):
+                lists[(tuple(describe(t.text) for t in spec.texts), True)] = None
     # An int8 tower quantises its activations over its whole input (dynamic quantisation): a text embedded beside
     # others comes out slightly different from the same text embedded with other company, so a query's answer would
     # depend on who else was asking. There each query's texts go in the call that query makes alone.
@@ -517,7 +519,7 @@ def _dba_scores(ctx: SearchContext, q: np.ndarray, vectors: np.ndarray, options:
 def _cutoff_mask(
     rule: CutoffRule, spec: QuerySpec, ctx: SearchContext, q: np.ndarray, ids: np.ndarray, scores: np.ndarray
 ) -> np.ndarray:
-    if _describes(spec):
+    if _describes(spec, rule):
         return _described_mask(rule, spec, ctx, q, ids, scores)
     _, sample = calibration_sample(ctx.store)
     sample_scores = sample @ q
@@ -531,12 +533,8 @@ def _cutoff_mask(
     return match_mask(rule, scores, sample_scores, stats.mean[rows], stats.std[rows])
 
 
-def _describes(spec: QuerySpec) -> bool:
-    """Whether the query's cut-off is the null rule of a text query (which embeds the query as a description)."""
-    try:
-        rule = parse_cutoff(spec.cutoff)
-    except QueryError:
-        return False
+def _describes(spec: QuerySpec, rule: CutoffRule | None) -> bool:
+    """Whether `rule` is the null rule of a text query (which embeds the query as a description)."""
     return rule is not None and rule.needs_null and bool(spec.texts) and not spec.images
 
 
